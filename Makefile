@@ -1,0 +1,33 @@
+# Every target sets itself up: a fresh clone needs only python3 (3.11+) and make.
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: lab test release solutions bench grade
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/backprop_ninja
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# notebooks/ is generated from solutions/ and never edited by hand
+release: $(STAMP)
+	rm -rf notebooks/backprop_ninja
+	$(BIN)/nbgrader generate_assignment backprop_ninja --force --log-level=WARN
+
+# rebuild solutions/ from nbsrc/ (the notebooks' text sources) and execute them
+solutions: $(STAMP)
+	$(PY) tools/nbbuild.py --execute
+
+bench: $(STAMP)
+	$(PY) bench.py
+
+# (re)create the virtual environment when it is missing or pyproject.toml is newer
+$(STAMP): pyproject.toml
+	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "backprop-ninja needs Python 3.11 or newer, found " + sys.version.split()[0]'
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e .
+	touch $(STAMP)

@@ -1,0 +1,6 @@
+# nbgrader course settings. Run nbgrader from the kit's root: it is the course directory.
+c = get_config()  # noqa: F821 (nbgrader provides get_config)
+
+c.CourseDirectory.source_directory = 'solutions'
+c.CourseDirectory.release_directory = 'notebooks'
+c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\nraise NotImplementedError()'}
