@@ -1,0 +1,102 @@
+"""What the tests share: running notebooks with a real kernel, and an nbgrader course in
+a temporary folder where made-up students submit and the real CLI grades them."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / 'solutions' / 'backprop_ninja'
+RELEASE = ROOT / 'notebooks' / 'backprop_ninja'
+BIN = Path(sys.executable).parent
+ASSIGNMENT = 'backprop_ninja'
+
+
+def execute(nb, cwd, timeout=600, allow_errors=False):
+    """Run a notebook top to bottom in a fresh python3 kernel; return it with outputs."""
+    nb = nbformat.from_dict(nb)
+    NotebookClient(nb, timeout=timeout, kernel_name='python3', allow_errors=allow_errors,
+                   resources={'metadata': {'path': str(cwd)}}).execute()
+    return nb
+
+
+def outputs_text(nb):
+    return ''.join(o.get('text', '') for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []))
+
+
+def cell(nb, grade_id):
+    for c in nb.cells:
+        if c.metadata.get('nbgrader', {}).get('grade_id') == grade_id:
+            return c
+    raise KeyError(grade_id)
+
+
+def strip_markers(source):
+    """A solution cell as a student who got it right would hand it in."""
+    return re.sub(r'^\s*### (BEGIN|END) SOLUTION\s*\n', '', source, flags=re.M)
+
+
+def solved(name):
+    """The released notebook `name` with every answer cell filled in from the solution."""
+    release = nbformat.read(RELEASE / f'{name}.ipynb', as_version=4)
+    solution = nbformat.read(SOLUTIONS / f'{name}.ipynb', as_version=4)
+    for c in release.cells:
+        meta = c.metadata.get('nbgrader', {})
+        if meta.get('solution'):
+            c.source = strip_markers(cell(solution, meta['grade_id']).source)
+    return release
+
+
+def blank(name):
+    return nbformat.read(RELEASE / f'{name}.ipynb', as_version=4)
+
+
+def nbgrader(*args, cwd, check=True):
+    env = dict(os.environ, PATH=f'{BIN}{os.pathsep}{os.environ["PATH"]}')  # nbgrader runs alembic by PATH
+    run = subprocess.run([str(BIN / 'nbgrader'), *args, '--log-level=WARN'], cwd=cwd, env=env,
+                         capture_output=True, text=True)
+    if check and run.returncode != 0:
+        raise AssertionError(f'nbgrader {" ".join(args)} failed:\n{run.stdout}\n{run.stderr}')
+    return run
+
+
+class Course:
+    """A throwaway course folder: the kit's solutions as source, released with the real CLI."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        shutil.copy(ROOT / 'nbgrader_config.py', self.path)
+        shutil.copytree(ROOT / 'solutions', self.path / 'solutions')
+        nbgrader('generate_assignment', ASSIGNMENT, '--force', cwd=self.path)
+
+    def submit(self, student, notebooks):
+        """notebooks: {name: notebook node}"""
+        folder = self.path / 'submitted' / student / ASSIGNMENT
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, nb in notebooks.items():
+            nbformat.write(nb, folder / f'{name}.ipynb')
+        (folder / 'timestamp.txt').write_text('2026-11-28 10:00:00.000000 UTC')
+
+    def autograde(self, extra_env=None):
+        env_before = dict(os.environ)
+        os.environ.update(extra_env or {})
+        try:
+            return nbgrader('autograde', ASSIGNMENT, '--force', cwd=self.path)
+        finally:
+            os.environ.clear()
+            os.environ.update(env_before)
+
+    def scores(self):
+        """{student: {grade_id: points scored}} read from the sqlite gradebook."""
+        from nbgrader.api import Gradebook
+        out = {}
+        with Gradebook(f'sqlite:///{self.path / "gradebook.db"}') as gb:
+            for student in gb.students:
+                sub = gb.find_submission(ASSIGNMENT, student.id)
+                out[student.id] = {g.name: g.score for nb in sub.notebooks for g in nb.grades}
+        return out
