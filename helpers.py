@@ -77,6 +77,39 @@ def init_params(vocab_size=27, n_embd=10, n_hidden=64, block_size=3, g=None, dty
     return params
 
 
+def forward_atoms(params, Xb, Yb):
+    """The lecture's forward pass cut into named steps (notebook 1 shows it line by line).
+    Returns {name: tensor} for every intermediate and 'loss'; each intermediate keeps its
+    .grad, so after d['loss'].backward() PyTorch's gradient of each is there for cmp."""
+    C, W1, b1, W2, b2, bngain, bnbias = params
+    n = Xb.shape[0]
+    d = {}
+    d['emb'] = C[Xb]
+    d['embcat'] = d['emb'].view(n, -1)
+    d['hprebn'] = d['embcat'] @ W1 + b1
+    d['bnmeani'] = 1 / n * d['hprebn'].sum(0, keepdim=True)
+    d['bndiff'] = d['hprebn'] - d['bnmeani']
+    d['bndiff2'] = d['bndiff']**2
+    d['bnvar'] = 1 / (n - 1) * d['bndiff2'].sum(0, keepdim=True)
+    d['bnvar_inv'] = (d['bnvar'] + 1e-5)**-0.5
+    d['bnraw'] = d['bndiff'] * d['bnvar_inv']
+    d['hpreact'] = bngain * d['bnraw'] + bnbias
+    d['h'] = torch.tanh(d['hpreact'])
+    d['logits'] = d['h'] @ W2 + b2
+    d['logit_maxes'] = d['logits'].max(1, keepdim=True).values
+    d['norm_logits'] = d['logits'] - d['logit_maxes']
+    d['counts'] = d['norm_logits'].exp()
+    d['counts_sum'] = d['counts'].sum(1, keepdim=True)
+    d['counts_sum_inv'] = d['counts_sum']**-1
+    d['probs'] = d['counts'] * d['counts_sum_inv']
+    d['logprobs'] = d['probs'].log()
+    if torch.is_grad_enabled() and C.requires_grad:
+        for t in d.values():
+            t.retain_grad()
+    d['loss'] = -d['logprobs'][torch.arange(n), Yb].mean()
+    return d
+
+
 # ---------------------------------------------------------------- comparing gradients
 
 def diagnose(dt, ref, name='d?', rtol=1e-5, atol=1e-7):

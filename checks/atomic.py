@@ -2,7 +2,7 @@
 import torch
 
 from checks.core import check_cases
-from helpers import init_params
+from helpers import forward_atoms, init_params
 
 CASES = [dict(n=32, n_hidden=64, seed=1), dict(n=5, n_hidden=7, seed=2),
          dict(n=2, n_hidden=3, seed=3), dict(n=100, n_hidden=20, seed=4)]
@@ -17,37 +17,15 @@ def forward_backward(n, n_hidden, seed, vocab_size=27, n_embd=10, block_size=3):
     """The lecture's chunked forward pass in float64 on a random batch, and autograd's
     backward: every value by its name, every gradient by 'd' + its name."""
     g = torch.Generator().manual_seed(seed)
-    C, W1, b1, W2, b2, bngain, bnbias = init_params(vocab_size, n_embd, n_hidden, block_size,
-                                                    g=g, dtype=torch.float64)
+    params = init_params(vocab_size, n_embd, n_hidden, block_size, g=g, dtype=torch.float64)
     Xb = torch.randint(0, vocab_size, (n, block_size), generator=g)
     Yb = torch.randint(0, vocab_size, (n,), generator=g)
-    emb = C[Xb]
-    embcat = emb.view(n, -1)
-    hprebn = embcat @ W1 + b1
-    bnmeani = hprebn.sum(0, keepdim=True) / n
-    bndiff = hprebn - bnmeani
-    bndiff2 = bndiff**2
-    bnvar = bndiff2.sum(0, keepdim=True) / (n - 1)
-    bnvar_inv = (bnvar + 1e-5)**-0.5
-    bnraw = bndiff * bnvar_inv
-    hpreact = bngain * bnraw + bnbias
-    h = torch.tanh(hpreact)
-    logits = h @ W2 + b2
-    logit_maxes = logits.max(1, keepdim=True).values
-    norm_logits = logits - logit_maxes
-    counts = norm_logits.exp()
-    counts_sum = counts.sum(1, keepdim=True)
-    counts_sum_inv = counts_sum**-1
-    probs = counts * counts_sum_inv
-    logprobs = probs.log()
-    loss = -logprobs[torch.arange(n), Yb].mean()
-    named = {k: v for k, v in locals().items() if k in ATOMS + PARAMS}
-    for k in ATOMS:
-        named[k].retain_grad()
-    loss.backward()
+    atoms = forward_atoms(params, Xb, Yb)
+    atoms['loss'].backward()
+    named = dict(zip(PARAMS, params)) | {k: atoms[k] for k in ATOMS}
     out = {k: v.detach() for k, v in named.items()}
     out.update({'d' + k: v.grad for k, v in named.items()})
-    out.update(Xb=Xb, Yb=Yb, loss=loss.detach())
+    out.update(Xb=Xb, Yb=Yb, loss=atoms['loss'].detach())
     return out
 
 
