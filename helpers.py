@@ -135,8 +135,8 @@ def diagnose(dt, ref, name='d?', rtol=1e-5, atol=1e-7):
     wrong = ~torch.isclose(dt, ref, rtol=rtol, atol=atol)
     worst = torch.unravel_index((dt - ref).abs().argmax(), dt.shape)
     return (f'{name} differs from PyTorch in {wrong.sum().item()} of {wrong.numel()} entries, '
-            f'most at index {tuple(int(i) for i in worst)}: '
-            'where a value fans out to several uses, its gradient is the sum (+=) of them all.')
+            f'most at index {tuple(int(i) for i in worst)}. Check the local derivative, and '
+            'where a value fans out to several uses, add up (+=) the gradients of them all.')
 
 
 def _shape_hint(dt, ref, name):

@@ -99,7 +99,7 @@ def test_a_few_wrong_entries_are_located_and_fan_out_suggested():
     bad = t.grad.clone()
     bad[2, 1] += 1.0
     hint = diagnose(bad, t.grad, 'dx')
-    assert '1 of 12 entries' in hint and '(2, 1)' in hint and 'sum (+=)' in hint
+    assert '1 of 12 entries' in hint and '(2, 1)' in hint and 'add up (+=)' in hint
 
 
 def test_cmp_before_backward_says_what_to_run(capsys):

@@ -1,0 +1,95 @@
+"""Notebook 1: the solution runs and agrees with PyTorch; nbgrader gives each stage
+its points only for honest, general code."""
+import re
+
+import pytest
+
+from tests.kit import SOLUTIONS, Course, blank, cell, execute, outputs_text, solved
+
+NB = '01_atomic_backprop'
+POINTS = {'test_stage1': 3, 'test_stage2': 2, 'test_stage3': 3, 'test_stage4': 2}
+
+AUTOGRAD_STAGE4 = '''def backprop_layer1(dhprebn, embcat, W1, emb, Xb, C):
+    with torch.enable_grad():
+        C, W1 = C.detach().requires_grad_(), W1.detach().requires_grad_()
+        b1 = torch.zeros(W1.shape[1], requires_grad=True)
+        hprebn = C[Xb].view(Xb.shape[0], -1) @ W1 + b1
+        dC, dW1, db1 = torch.autograd.grad(hprebn, [C, W1, b1], dhprebn)
+    dembcat = dhprebn @ W1.T
+    return dembcat, dW1, db1, dembcat.view(emb.shape), dC
+'''
+
+
+def mutate(grade_id, old, new):
+    nb = solved(NB)
+    c = cell(nb, grade_id)
+    assert old in c.source, f'{old!r} not in {grade_id}'
+    c.source = c.source.replace(old, new)
+    return nb
+
+
+def with_cell(grade_id, source):
+    nb = solved(NB)
+    cell(nb, grade_id).source = source
+    return nb
+
+
+@pytest.fixture(scope='module')
+def scores(tmp_path_factory):
+    course = Course(tmp_path_factory.mktemp('course'))
+    students = {
+        'solver': solved(NB),
+        'blank': blank(NB),
+        'no_bessel': mutate('stage3', '/ (n - 1)', '/ n'),
+        'copies_grad': mutate('stage2', 'dhpreact = (1.0 - h**2) * dh', 'dhpreact = hpreact.grad'),
+        'hardcodes_n': mutate('stage1', 'n = logprobs.shape[0]', 'n = 32'),
+        'uses_autograd': with_cell('stage4', AUTOGRAD_STAGE4),
+        'no_fan_out_sum': mutate('stage1', '    dcounts += dcounts_sum\n', ''),
+    }
+    for student, nb in students.items():
+        course.submit(student, {NB: nb})
+    course.autograde()
+    return course.scores()
+
+
+def lost(scores, student):
+    return {k for k, v in scores[student].items() if v < POINTS[k]}
+
+
+def test_solution_runs_and_every_gradient_matches_pytorch(tmp_path):
+    import nbformat
+    nb = execute(nbformat.read(SOLUTIONS / f'{NB}.ipynb', as_version=4), tmp_path)
+    lines = [ln for ln in outputs_text(nb).splitlines() if '| approximate:' in ln]
+    assert len(lines) == 26
+    assert all('approximate: True' in ln and 'shape ok' in ln for ln in lines), '\n'.join(lines)
+    exact = sum('exact: True' in ln for ln in lines)
+    assert exact >= 25, f'only {exact} of 26 bit-exact'
+
+
+def test_solution_gets_full_marks(scores):
+    assert scores['solver'] == POINTS
+
+
+def test_blank_release_scores_zero_without_crashing_the_grader(scores):
+    assert scores['blank'] == {k: 0 for k in POINTS}
+
+
+def test_missing_bessel_correction_costs_only_the_batchnorm_stage(scores):
+    assert lost(scores, 'no_bessel') == {'test_stage3'}
+    assert sum(scores['no_bessel'].values()) == 7
+
+
+def test_copying_pytorchs_grad_scores_zero_for_that_stage(scores):
+    assert lost(scores, 'copies_grad') == {'test_stage2'}
+
+
+def test_hard_coding_the_batch_size_scores_zero_for_that_stage(scores):
+    assert lost(scores, 'hardcodes_n') == {'test_stage1'}
+
+
+def test_calling_autograd_scores_zero_for_that_stage(scores):
+    assert lost(scores, 'uses_autograd') == {'test_stage4'}
+
+
+def test_forgetting_a_fan_out_sum_fails_its_stage(scores):
+    assert lost(scores, 'no_fan_out_sum') == {'test_stage1'}
