@@ -28,6 +28,18 @@ def mutate(grade_id, old, new):
     return nb
 
 
+def rewritten():
+    """Correct answers written differently: a Python loop for dC, bnvar_inv cubed."""
+    nb = mutate('stage4', 'dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))',
+                'for i in range(Xb.shape[0]):\n        for j in range(Xb.shape[1]):\n'
+                '            dC[Xb[i, j]] += demb[i, j]')
+    c = cell(nb, 'stage3')
+    old = '-0.5 * (bnvar + 1e-5)**-1.5 * dbnvar_inv'
+    assert old in c.source
+    c.source = c.source.replace(old, '-0.5 * bnvar_inv**3 * dbnvar_inv')
+    return nb
+
+
 def with_cell(grade_id, source):
     nb = solved(NB)
     cell(nb, grade_id).source = source
@@ -40,6 +52,7 @@ def scores(tmp_path_factory):
     students = {
         'solver': solved(NB),
         'blank': blank(NB),
+        'rewriter': rewritten(),
         'no_bessel': mutate('stage3', '/ (n - 1)', '/ n'),
         'copies_grad': mutate('stage2', 'dhpreact = (1.0 - h**2) * dh', 'dhpreact = hpreact.grad'),
         'hardcodes_n': mutate('stage1', 'n = logprobs.shape[0]', 'n = 32'),
@@ -68,6 +81,10 @@ def test_solution_runs_and_every_gradient_matches_pytorch(tmp_path):
 
 def test_solution_gets_full_marks(scores):
     assert scores['solver'] == POINTS
+
+
+def test_answers_that_are_equal_in_exact_arithmetic_get_full_marks(scores):
+    assert scores['rewriter'] == POINTS
 
 
 def test_blank_release_scores_zero_without_crashing_the_grader(scores):
