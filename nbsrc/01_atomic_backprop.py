@@ -136,12 +136,15 @@ print(f'loss {loss.item():.4f}')
 # gradient flows back to that one entry (the argmax) and nowhere else.
 #
 # The function gets the forward values and must return the eight gradients in the order
-# of its `return` line. `n` is the batch size, read from the tensors.
+# of its `return` line. `n` is the batch size, read from the tensors. Delete the
+# `raise NotImplementedError()` line and write the gradients one at a time, rerunning the
+# `cmp` cell as you go: the ones you haven't written yet are still `None`, and `cmp` says so.
 
 # %% solution id=stage1
 def backprop_cross_entropy(Yb, logits, logit_maxes, norm_logits, counts, counts_sum, counts_sum_inv,
                            probs, logprobs):
     n = logprobs.shape[0]
+    dlogprobs = dprobs = dcounts_sum_inv = dcounts_sum = dcounts = dnorm_logits = dlogit_maxes = dlogits = None
     ### BEGIN SOLUTION
     # loss = -(1/n) * sum_i logprobs[i, Yb[i]]
     dlogprobs = torch.zeros_like(logprobs)
@@ -213,6 +216,7 @@ check_stage(1, backprop_cross_entropy)
 
 # %% solution id=stage2
 def backprop_layer2(dlogits, h, W2):
+    dh = dW2 = db2 = dhpreact = None
     ### BEGIN SOLUTION
     # logits = h @ W2 + b2; shapes decide the order of each product
     dh = dlogits @ W2.T
@@ -264,6 +268,7 @@ check_stage(2, backprop_layer2)
 # %% solution id=stage3
 def backprop_batchnorm(dhpreact, bngain, bnraw, bndiff, bnvar, bnvar_inv):
     n = bnraw.shape[0]
+    dbngain = dbnbias = dbnraw = dbnvar_inv = dbnvar = dbndiff2 = dbndiff = dbnmeani = dhprebn = None
     ### BEGIN SOLUTION
     # hpreact = bngain * bnraw + bnbias, gain and bias copied down the rows
     dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
@@ -323,6 +328,7 @@ check_stage(3, backprop_batchnorm)
 
 # %% solution id=stage4
 def backprop_layer1(dhprebn, embcat, W1, emb, Xb, C):
+    dembcat = dW1 = db1 = demb = dC = None
     ### BEGIN SOLUTION
     # hprebn = embcat @ W1 + b1
     dembcat = dhprebn @ W1.T
