@@ -146,6 +146,9 @@ def _shape_hint(dt, ref, name):
         dims = [d for d in range(len(mine)) if mine[d] != want[d]]
         if all(want[d] == 1 for d in dims):
             return hint + f': sum over dim {dims[0] if len(dims) == 1 else tuple(dims)} with keepdim=True.'
+        if all(mine[d] == 1 for d in dims):
+            return hint + (': a sum forward is a copy backward; every element it summed gets the '
+                           'gradient, so broadcast it out (for example times torch.ones_like(x)).')
         if len(mine) == 2 and mine == want[::-1]:
             return hint + ': it looks transposed, check the order of the matrix product (or use .T).'
     if len(mine) == len(want) + 1:
@@ -181,6 +184,9 @@ def cmp(name, dt, t):
     ref = t.grad
     if ref is None:
         print(f'{name:15s} | PyTorch has no gradient for it: run the forward and loss.backward() cell first')
+        return
+    if dt is None:
+        print(f'{name:15s} | not written yet (still None)')
         return
     ok_shape = isinstance(dt, torch.Tensor) and dt.shape == ref.shape
     exact = ok_shape and torch.equal(dt.to(ref.dtype), ref)

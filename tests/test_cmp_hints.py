@@ -91,7 +91,14 @@ def test_nan_and_inf_are_named(capsys):
 def test_not_a_tensor_is_named(capsys):
     t = leaf(4, 3)
     assert 'is a list, not a tensor' in hint_for(t.grad.tolist(), t, capsys)
-    assert 'is None' in hint_for(None, t, capsys)
+    cmp('x', None, t)
+    assert 'not written yet' in capsys.readouterr().out
+    assert 'is None' in diagnose(None, t.grad, 'dx')
+
+
+def test_a_sum_not_copied_back_says_to_broadcast(capsys):
+    t = leaf(4, 6)
+    assert 'broadcast it out' in hint_for(t.grad.sum(1, keepdim=True), t, capsys)
 
 
 def test_a_few_wrong_entries_are_located_and_fan_out_suggested():
