@@ -73,6 +73,7 @@ class Course:
         shutil.copy(ROOT / 'nbgrader_config.py', self.path)
         shutil.copytree(ROOT / 'solutions', self.path / 'solutions')
         nbgrader('generate_assignment', ASSIGNMENT, '--force', cwd=self.path)
+        self.submitted = {}
 
     def submit(self, student, notebooks):
         """notebooks: {name: notebook node}"""
@@ -81,6 +82,7 @@ class Course:
         for name, nb in notebooks.items():
             nbformat.write(nb, folder / f'{name}.ipynb')
         (folder / 'timestamp.txt').write_text('2026-11-28 10:00:00.000000 UTC')
+        self.submitted.setdefault(student, set()).update(notebooks)
 
     def autograde(self, extra_env=None):
         env_before = dict(os.environ)
@@ -91,12 +93,18 @@ class Course:
             os.environ.clear()
             os.environ.update(env_before)
 
+    def autograded(self, student, name):
+        """The notebook as nbgrader graded it, with every cell's output (cmp lines, errors)."""
+        return nbformat.read(self.path / 'autograded' / student / ASSIGNMENT / f'{name}.ipynb', as_version=4)
+
     def scores(self):
-        """{student: {grade_id: points scored}} read from the sqlite gradebook."""
+        """{student: {grade_id: points scored}} read from the sqlite gradebook, for the
+        notebooks each student submitted (nbgrader scores the others 0)."""
         from nbgrader.api import Gradebook
         out = {}
         with Gradebook(f'sqlite:///{self.path / "gradebook.db"}') as gb:
             for student in gb.students:
                 sub = gb.find_submission(ASSIGNMENT, student.id)
-                out[student.id] = {g.name: g.score for nb in sub.notebooks for g in nb.grades}
+                out[student.id] = {g.name: g.score for nb in sub.notebooks for g in nb.grades
+                                   if nb.name in self.submitted.get(student.id, ())}
         return out
