@@ -73,10 +73,11 @@ print(f'gap between two neighbouring float32 numbers near {loss.item():.2f}: {(n
 # has 24 bits of mantissa, about 7 decimal digits, so near 3.4 the representable numbers
 # are $2^{-22} \approx 2.4 \cdot 10^{-7}$ apart, and every operation rounds its result to
 # one of them. The chunked version rounds after each of its eight steps (max, subtract,
-# exp, sum, power, multiply, log, mean); `F.cross_entropy` computes the same quantity as
-# $\ell_y - \max - \log \sum e^{\ell_j - \max}$ in its own order and rounds elsewhere.
-# Both are correct to float32 precision, and they land on neighbouring floats. In float64
-# (further down) the same comparison differs by about $10^{-16}$.
+# exp, sum, power, multiply, log, mean); `F.cross_entropy` takes the label's log-probability
+# as $\ell_y - m - \log \sum_j e^{\ell_j - m}$ ($\ell$ the row's logits, $m$ their max)
+# and averages minus that, in its own order, rounding elsewhere. Both are correct to
+# float32 precision, and they land on neighbouring floats. In float64 (further down) the
+# same comparison differs by about $10^{-16}$.
 #
 # ## The derivation, on paper
 # Take one example: its logits $\ell_1, \dots, \ell_V$ (one per character, $V = 27$) and
@@ -180,9 +181,9 @@ for name, mine, theirs in [('float32', dlogits, logits.grad), ('float64', dlogit
 # rounding steps of each precision it is the same: one or two. So it is rounding, not a
 # mistake. Your `dlogits` and autograd's compute the same real number along different
 # paths of floating-point operations: autograd goes back through the log, the division,
-# the sum, the exp and the max, rounding at each one; your version does a softmax, a
-# subtraction and a division. Two different paths round differently, and agree to within
-# the precision of the numbers they are made of.
+# the sum, the exp and the max, rounding at each one; your few lines take a much shorter
+# path. Two different paths round differently, and agree to within the precision of the
+# numbers they are made of.
 #
 # ## What `dlogits` looks like
 # Left: all of `dlogits`, one row per example, one column per character, blue below zero
@@ -290,11 +291,11 @@ check_pull(pull, logits.detach(), Yb)
 # ## What it means for training
 # Think of `dlogits` as forces on the logits. It says which way each logit would have to
 # move to *raise* the loss, and a step of gradient descent moves the other way: on every
-# example it raises the label's logit, by an amount proportional to $1 - p_y$, and lowers
-# every other logit in proportion to the probability $p_k$ the network wrongly gave it.
-# The two sides balance exactly. An example the network already gets right with
-# confidence exerts almost no force; the examples it gets wrong dominate the step. Through
-# `h @ W2 + b2` these forces reach every weight in the network.
+# example it raises the label's logit and lowers all the others, and the two sides
+# balance exactly (question 1). How hard they push depends on how wrong the network was
+# (question 3): an example it already gets right with confidence exerts almost no force,
+# and the examples it gets wrong dominate the step. Through `h @ W2 + b2` these forces
+# reach every weight in the network.
 #
 # The few lines of `backprop_logits` replace the eight gradients of notebook 1's stage 1.
 # Notebook 3 does the same for batch normalization, where the paper work is longer.
