@@ -173,7 +173,7 @@ def _ratio_words(r):
             return f'{n}/{n - 1} = n/(n-1) times PyTorch\'s: divide by n where you divided by n-1'
     for k in range(2, 4097):
         if abs(r - k) < 1e-4 * k:
-            return f'{k} times PyTorch\'s: a mean divides by its count; did you forget 1/{k}?'
+            return f'{k} times PyTorch\'s: a mean divides by its count (a missing 1/{k})'
         if abs(r - 1 / k) < 1e-4 / k:
             return f'1/{k} times PyTorch\'s: a sum, or a division by {k} too many?'
     return f'{r:.4g} times PyTorch\'s'

@@ -128,4 +128,4 @@ def test_forgetting_the_batch_mean_costs_dlogits_and_cmp_names_the_factor(scores
     assert lost(scores, 'forgets_the_mean') == {'test_dlogits'}
     shown = printed(course.autograded('forgets_the_mean', NB), 'run_dlogits')
     assert 'approximate: False' in shown
-    assert '32 times PyTorch' in shown and 'did you forget 1/32' in shown
+    assert '32 times PyTorch' in shown and 'a missing 1/32' in shown
