@@ -70,6 +70,7 @@ class Course:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.submitted = {}  # student: names of the notebooks they handed in
         shutil.copy(ROOT / 'nbgrader_config.py', self.path)
         shutil.copytree(ROOT / 'solutions', self.path / 'solutions')
         nbgrader('generate_assignment', ASSIGNMENT, '--force', cwd=self.path)
@@ -78,6 +79,7 @@ class Course:
         """notebooks: {name: notebook node}"""
         folder = self.path / 'submitted' / student / ASSIGNMENT
         folder.mkdir(parents=True, exist_ok=True)
+        self.submitted.setdefault(student, set()).update(notebooks)
         for name, nb in notebooks.items():
             nbformat.write(nb, folder / f'{name}.ipynb')
         (folder / 'timestamp.txt').write_text('2026-11-28 10:00:00.000000 UTC')
@@ -92,11 +94,14 @@ class Course:
             os.environ.update(env_before)
 
     def scores(self):
-        """{student: {grade_id: points scored}} read from the sqlite gradebook."""
+        """{student: {grade_id: points scored}} read from the sqlite gradebook, for the
+        notebooks each student handed in (nbgrader also lists the others, at 0)."""
         from nbgrader.api import Gradebook
         out = {}
         with Gradebook(f'sqlite:///{self.path / "gradebook.db"}') as gb:
             for student in gb.students:
                 sub = gb.find_submission(ASSIGNMENT, student.id)
-                out[student.id] = {g.name: g.score for nb in sub.notebooks for g in nb.grades}
+                handed_in = self.submitted.get(student.id)
+                out[student.id] = {g.name: g.score for nb in sub.notebooks for g in nb.grades
+                                   if handed_in is None or nb.name in handed_in}
         return out
