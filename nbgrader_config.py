@@ -4,3 +4,6 @@ c = get_config()  # noqa: F821 (nbgrader provides get_config)
 c.CourseDirectory.source_directory = 'solutions'
 c.CourseDirectory.release_directory = 'notebooks'
 c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\nraise NotImplementedError()'}
+# nbgrader stops a cell after 30 s by default; notebook 4 trains for about a minute
+# (longer with a slow step). Lower the steps with BPN_STEPS to grade faster.
+c.Execute.timeout = 600

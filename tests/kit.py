@@ -70,19 +70,19 @@ class Course:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.submitted = {}  # student: names of the notebooks they handed in
         shutil.copy(ROOT / 'nbgrader_config.py', self.path)
         shutil.copytree(ROOT / 'solutions', self.path / 'solutions')
         nbgrader('generate_assignment', ASSIGNMENT, '--force', cwd=self.path)
-        self.submitted = {}
 
     def submit(self, student, notebooks):
         """notebooks: {name: notebook node}"""
         folder = self.path / 'submitted' / student / ASSIGNMENT
         folder.mkdir(parents=True, exist_ok=True)
+        self.submitted.setdefault(student, set()).update(notebooks)
         for name, nb in notebooks.items():
             nbformat.write(nb, folder / f'{name}.ipynb')
         (folder / 'timestamp.txt').write_text('2026-11-28 10:00:00.000000 UTC')
-        self.submitted.setdefault(student, set()).update(notebooks)
 
     def autograde(self, extra_env=None):
         env_before = dict(os.environ)

@@ -78,7 +78,9 @@ def build(src):
 
 def execute(nb, cwd):
     from nbclient import NotebookClient
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
     NotebookClient(nb, timeout=1800, kernel_name='python3', record_timing=False, resources={'metadata': {'path': str(cwd)}}).execute()
+    CoalesceStreamsPreprocessor().preprocess(nb, {})  # one output per stream; a progress bar keeps its last line
 
 
 def main():
