@@ -56,6 +56,33 @@ def blank(name):
     return nbformat.read(RELEASE / f'{name}.ipynb', as_version=4)
 
 
+def mutated(name, *edits):
+    """The solved notebook `name` with (grade_id, old, new) replacements; each old must be there."""
+    nb = solved(name)
+    for grade_id, old, new in edits:
+        c = cell(nb, grade_id)
+        assert old in c.source, f'{old!r} not in {grade_id}'
+        c.source = c.source.replace(old, new)
+    return nb
+
+
+def replaced(name, grade_id, source):
+    """The solved notebook `name` with one cell's source swapped for `source`."""
+    nb = solved(name)
+    cell(nb, grade_id).source = source
+    return nb
+
+
+def printed(nb, grade_id):
+    """What a cell showed: its printed text and the message of any error it raised."""
+    return ''.join(o.get('text', '') + o.get('evalue', '') for o in cell(nb, grade_id).get('outputs', []))
+
+
+def lost(scores, student, points):
+    """The grade cells where `student` scored less than the full `points`."""
+    return {k for k, v in scores[student].items() if v < points[k]}
+
+
 def nbgrader(*args, cwd, check=True):
     env = dict(os.environ, PATH=f'{BIN}{os.pathsep}{os.environ["PATH"]}')  # nbgrader runs alembic by PATH
     run = subprocess.run([str(BIN / 'nbgrader'), *args, '--log-level=WARN'], cwd=cwd, env=env,
@@ -63,6 +90,16 @@ def nbgrader(*args, cwd, check=True):
     if check and run.returncode != 0:
         raise AssertionError(f'nbgrader {" ".join(args)} failed:\n{run.stdout}\n{run.stderr}')
     return run
+
+
+def grade_class(path, name, students, env=None):
+    """A Course in `path` where each of `students` ({student: notebook}) hands in notebook
+    `name`, all autograded in one run."""
+    course = Course(path)
+    for student, nb in students.items():
+        course.submit(student, {name: nb})
+    course.autograde(env)
+    return course
 
 
 class Course:

@@ -1,10 +1,9 @@
 """Notebook 1: the solution runs and agrees with PyTorch; nbgrader gives each stage
 its points only for honest, general code."""
-import re
-
+import nbformat
 import pytest
 
-from tests.kit import SOLUTIONS, Course, blank, cell, execute, outputs_text, solved
+from tests.kit import SOLUTIONS, blank, execute, grade_class, lost, mutated, outputs_text, replaced, solved
 
 NB = '01_atomic_backprop'
 POINTS = {'test_stage1': 3, 'test_stage2': 2, 'test_stage3': 3, 'test_stage4': 2}
@@ -20,57 +19,30 @@ AUTOGRAD_STAGE4 = '''def backprop_layer1(dhprebn, embcat, W1, emb, Xb, C):
 '''
 
 
-def mutate(grade_id, old, new):
-    nb = solved(NB)
-    c = cell(nb, grade_id)
-    assert old in c.source, f'{old!r} not in {grade_id}'
-    c.source = c.source.replace(old, new)
-    return nb
-
-
 def rewritten():
     """Correct answers written differently: a Python loop for dC, bnvar_inv cubed."""
-    nb = mutate('stage4', 'dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))',
-                'for i in range(Xb.shape[0]):\n        for j in range(Xb.shape[1]):\n'
-                '            dC[Xb[i, j]] += demb[i, j]')
-    c = cell(nb, 'stage3')
-    old = '-0.5 * (bnvar + 1e-5)**-1.5 * dbnvar_inv'
-    assert old in c.source
-    c.source = c.source.replace(old, '-0.5 * bnvar_inv**3 * dbnvar_inv')
-    return nb
-
-
-def with_cell(grade_id, source):
-    nb = solved(NB)
-    cell(nb, grade_id).source = source
-    return nb
+    return mutated(NB, ('stage4', 'dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))',
+                        'for i in range(Xb.shape[0]):\n        for j in range(Xb.shape[1]):\n'
+                        '            dC[Xb[i, j]] += demb[i, j]'),
+                   ('stage3', '-0.5 * (bnvar + 1e-5)**-1.5 * dbnvar_inv', '-0.5 * bnvar_inv**3 * dbnvar_inv'))
 
 
 @pytest.fixture(scope='module')
 def scores(tmp_path_factory):
-    course = Course(tmp_path_factory.mktemp('course'))
     students = {
         'solver': solved(NB),
         'blank': blank(NB),
         'rewriter': rewritten(),
-        'no_bessel': mutate('stage3', '/ (n - 1)', '/ n'),
-        'copies_grad': mutate('stage2', 'dhpreact = (1.0 - h**2) * dh', 'dhpreact = hpreact.grad'),
-        'hardcodes_n': mutate('stage1', 'n = logprobs.shape[0]', 'n = 32'),
-        'uses_autograd': with_cell('stage4', AUTOGRAD_STAGE4),
-        'no_fan_out_sum': mutate('stage1', '    dcounts += dcounts_sum\n', ''),
+        'no_bessel': mutated(NB, ('stage3', '/ (n - 1)', '/ n')),
+        'copies_grad': mutated(NB, ('stage2', 'dhpreact = (1.0 - h**2) * dh', 'dhpreact = hpreact.grad')),
+        'hardcodes_n': mutated(NB, ('stage1', 'n = logprobs.shape[0]', 'n = 32')),
+        'uses_autograd': replaced(NB, 'stage4', AUTOGRAD_STAGE4),
+        'no_fan_out_sum': mutated(NB, ('stage1', '    dcounts += dcounts_sum\n', '')),
     }
-    for student, nb in students.items():
-        course.submit(student, {NB: nb})
-    course.autograde()
-    return course.scores()
-
-
-def lost(scores, student):
-    return {k for k, v in scores[student].items() if v < POINTS[k]}
+    return grade_class(tmp_path_factory.mktemp('course'), NB, students).scores()
 
 
 def test_solution_runs_and_every_gradient_matches_pytorch(tmp_path):
-    import nbformat
     nb = execute(nbformat.read(SOLUTIONS / f'{NB}.ipynb', as_version=4), tmp_path)
     lines = [ln for ln in outputs_text(nb).splitlines() if '| approximate:' in ln]
     assert len(lines) == 26
@@ -92,21 +64,21 @@ def test_blank_release_scores_zero_without_crashing_the_grader(scores):
 
 
 def test_missing_bessel_correction_costs_only_the_batchnorm_stage(scores):
-    assert lost(scores, 'no_bessel') == {'test_stage3'}
+    assert lost(scores, 'no_bessel', POINTS) == {'test_stage3'}
     assert sum(scores['no_bessel'].values()) == 7
 
 
 def test_copying_pytorchs_grad_scores_zero_for_that_stage(scores):
-    assert lost(scores, 'copies_grad') == {'test_stage2'}
+    assert lost(scores, 'copies_grad', POINTS) == {'test_stage2'}
 
 
 def test_hard_coding_the_batch_size_scores_zero_for_that_stage(scores):
-    assert lost(scores, 'hardcodes_n') == {'test_stage1'}
+    assert lost(scores, 'hardcodes_n', POINTS) == {'test_stage1'}
 
 
 def test_calling_autograd_scores_zero_for_that_stage(scores):
-    assert lost(scores, 'uses_autograd') == {'test_stage4'}
+    assert lost(scores, 'uses_autograd', POINTS) == {'test_stage4'}
 
 
 def test_forgetting_a_fan_out_sum_fails_its_stage(scores):
-    assert lost(scores, 'no_fan_out_sum') == {'test_stage1'}
+    assert lost(scores, 'no_fan_out_sum', POINTS) == {'test_stage1'}

@@ -5,28 +5,19 @@ import re
 import nbformat
 import pytest
 
-from tests.kit import SOLUTIONS, Course, blank, cell, execute, outputs_text, solved
+from tests.kit import SOLUTIONS, blank, cell, execute, grade_class, lost, mutated, outputs_text, printed, solved
 
 NB = '03_fused_batchnorm'
 POINTS = {'test_step1': 1, 'test_step2': 2, 'test_step3': 2, 'test_step4': 2, 'test_step5': 3}
 SIGMA_TERM = '\n                                        - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0, keepdim=True))'
 
 
-def mutate(*edits):
-    """The solved notebook with (grade_id, old, new) replacements."""
-    nb = solved(NB)
-    for grade_id, old, new in edits:
-        c = cell(nb, grade_id)
-        assert old in c.source, f'{old!r} not in {grade_id}'
-        c.source = c.source.replace(old, new)
-    return nb
-
-
 STUDENTS = {
     'solver': lambda: solved(NB),
     'blank': lambda: blank(NB),
     # equal in exact arithmetic: a different power, the vanishing term kept, means for sums
-    'rewriter': lambda: mutate(
+    'rewriter': lambda: mutated(
+        NB,
         ('step2', '(bnvar + 1e-5)**-1.5', '((bnvar + 1e-5)**-0.5)**3'),
         ('step3', "dbnmeani = (-(bnvar + 1e-5)**-0.5 * dbnraw).sum(0, keepdim=True)",
          "dbnmeani = (-(bnvar + 1e-5)**-0.5 * dbnraw).sum(0, keepdim=True) "
@@ -34,20 +25,17 @@ STUDENTS = {
         ('step5', 'dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)' + SIGMA_TERM,
          'dhprebn = bngain * bnvar_inv * (dhpreact - dhpreact.mean(0, keepdim=True) '
          '- bnraw * (dhpreact * bnraw).sum(0, keepdim=True) / (n - 1))')),
-    'no_fan_out_sum': lambda: mutate(('step2', '* dbnraw).sum(0, keepdim=True)', '* dbnraw)')),
-    'no_bessel': lambda: mutate(('step4', '* 2 * bndiff / (n - 1)', '* 2 * bndiff / n')),
-    'no_sigma_path': lambda: mutate(('step5', SIGMA_TERM, ')')),
-    'global_n': lambda: mutate(('step5', '    n = bnraw.shape[0]\n', '')),
+    'no_fan_out_sum': lambda: mutated(NB, ('step2', '* dbnraw).sum(0, keepdim=True)', '* dbnraw)')),
+    'no_bessel': lambda: mutated(NB, ('step4', '* 2 * bndiff / (n - 1)', '* 2 * bndiff / n')),
+    'no_sigma_path': lambda: mutated(NB, ('step5', SIGMA_TERM, ')')),
+    'global_n': lambda: mutated(NB, ('step5', '    n = bnraw.shape[0]\n', '')),
 }
 
 
 @pytest.fixture(scope='module')
 def course(tmp_path_factory):
-    course = Course(tmp_path_factory.mktemp('course'))
-    for student, make in STUDENTS.items():
-        course.submit(student, {NB: make()})
-    course.autograde()
-    return course
+    students = {student: make() for student, make in STUDENTS.items()}
+    return grade_class(tmp_path_factory.mktemp('course'), NB, students)
 
 
 @pytest.fixture(scope='module')
@@ -59,15 +47,6 @@ def scores(course):
 def executed(tmp_path_factory):
     nb = nbformat.read(SOLUTIONS / f'{NB}.ipynb', as_version=4)
     return execute(nb, tmp_path_factory.mktemp('run'))
-
-
-def printed(nb, grade_id):
-    """What a cell showed: its printed text and the message of any error it raised."""
-    return ''.join(o.get('text', '') + o.get('evalue', '') for o in cell(nb, grade_id).get('outputs', []))
-
-
-def lost(scores, student):
-    return {k for k, v in scores[student].items() if v < POINTS[k]}
 
 
 # ---------------------------------------------------------------- the solution, as a reader sees it
@@ -125,7 +104,7 @@ def test_blank_release_scores_zero_without_crashing_the_grader(scores):
 
 
 def test_forgetting_the_fan_out_sum_into_sigma2_costs_step2_only(scores, course):
-    assert lost(scores, 'no_fan_out_sum') == {'test_step2'}
+    assert lost(scores, 'no_fan_out_sum', POINTS) == {'test_step2'}
     graded = course.autograded('no_fan_out_sum', NB)
     hint = 'dbnvar has shape (32, 64) but should have (1, 64): sum over dim 0 with keepdim=True'
     assert 'shape WRONG' in printed(graded, 'run_step2') and hint in printed(graded, 'run_step2')
@@ -133,7 +112,7 @@ def test_forgetting_the_fan_out_sum_into_sigma2_costs_step2_only(scores, course)
 
 
 def test_n_for_n_minus_1_costs_step4_only_and_is_named(scores, course):
-    assert lost(scores, 'no_bessel') == {'test_step4'}
+    assert lost(scores, 'no_bessel', POINTS) == {'test_step4'}
     graded = course.autograded('no_bessel', NB)
     assert 'approximate: False' in printed(graded, 'run_step4')
     assert 'differs from PyTorch in' in printed(graded, 'run_step4'), "cmp's general hint"
@@ -142,14 +121,14 @@ def test_n_for_n_minus_1_costs_step4_only_and_is_named(scores, course):
 
 
 def test_dropping_the_sigma2_path_costs_step5_only_and_is_named(scores, course):
-    assert lost(scores, 'no_sigma_path') == {'test_step5'}
+    assert lost(scores, 'no_sigma_path', POINTS) == {'test_step5'}
     graded = course.autograded('no_sigma_path', NB)
     assert 'approximate: False' in printed(graded, 'run_step5')
     assert 'without the sigma^2 path' in printed(graded, 'test_step5')
 
 
 def test_the_notebooks_n_in_the_one_line_passes_at_32_but_costs_step5(scores, course):
-    assert lost(scores, 'global_n') == {'test_step5'}
+    assert lost(scores, 'global_n', POINTS) == {'test_step5'}
     graded = course.autograded('global_n', NB)
     assert 'approximate: True' in printed(graded, 'run_step5'), 'at n = 32 nothing shows'
     message = printed(graded, 'test_step5')

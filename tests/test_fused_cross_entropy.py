@@ -5,18 +5,10 @@ import re
 import nbformat
 import pytest
 
-from tests.kit import SOLUTIONS, Course, blank, cell, execute, outputs_text, solved
+from tests.kit import SOLUTIONS, blank, cell, execute, grade_class, lost, mutated, outputs_text, printed, solved
 
 NB = '02_fused_cross_entropy'
 POINTS = {'test_dlogits': 3, 'test_row_sum': 1, 'test_negative_column': 1, 'test_pull': 1}
-
-
-def mutate(grade_id, old, new):
-    nb = solved(NB)
-    c = cell(nb, grade_id)
-    assert old in c.source, f'{old!r} not in {grade_id}'
-    c.source = c.source.replace(old, new)
-    return nb
 
 
 NAIVE_SOFTMAX = 'dlogits = F.softmax(logits, 1)'
@@ -24,24 +16,21 @@ STUDENTS = {
     'solver': lambda: solved(NB),
     'blank': lambda: blank(NB),
     # the same math, written another way
-    'rewriter': lambda: mutate('dlogits', NAIVE_SOFTMAX + '  #',
+    'rewriter': lambda: mutated(NB, ('dlogits', NAIVE_SOFTMAX + '  #',
                                'dlogits = (logits - logits.max(1, keepdim=True).values).exp()\n'
-                               '    dlogits /= dlogits.sum(1, keepdim=True)  #'),
-    'naive_softmax': lambda: mutate('dlogits', NAIVE_SOFTMAX,
-                                    'dlogits = logits.exp() / logits.exp().sum(1, keepdim=True)'),
-    'forgets_the_mean': lambda: mutate('dlogits', '    dlogits /= n\n', ''),
-    'searches_for_the_max': lambda: mutate('negative_column', 'negative_column = Yb.clone()',
-                                           'negative_column = dlogits.argmax(1)'),
+                               '    dlogits /= dlogits.sum(1, keepdim=True)  #')),
+    'naive_softmax': lambda: mutated(NB, ('dlogits', NAIVE_SOFTMAX,
+                                    'dlogits = logits.exp() / logits.exp().sum(1, keepdim=True)')),
+    'forgets_the_mean': lambda: mutated(NB, ('dlogits', '    dlogits /= n\n', '')),
+    'searches_for_the_max': lambda: mutated(NB, ('negative_column', 'negative_column = Yb.clone()',
+                                           'negative_column = dlogits.argmax(1)')),
 }
 
 
 @pytest.fixture(scope='module')
 def course(tmp_path_factory):
-    course = Course(tmp_path_factory.mktemp('course'))
-    for student, make in STUDENTS.items():
-        course.submit(student, {NB: make()})
-    course.autograde()
-    return course
+    students = {student: make() for student, make in STUDENTS.items()}
+    return grade_class(tmp_path_factory.mktemp('course'), NB, students)
 
 
 @pytest.fixture(scope='module')
@@ -53,15 +42,6 @@ def scores(course):
 def executed(tmp_path_factory):
     nb = nbformat.read(SOLUTIONS / f'{NB}.ipynb', as_version=4)
     return execute(nb, tmp_path_factory.mktemp('run'))
-
-
-def printed(nb, grade_id):
-    """What a cell showed: its printed text and the message of any error it raised."""
-    return ''.join(o.get('text', '') + o.get('evalue', '') for o in cell(nb, grade_id).get('outputs', []))
-
-
-def lost(scores, student):
-    return {k for k, v in scores[student].items() if v < POINTS[k]}
 
 
 # ---------------------------------------------------------------- the solution, as a reader sees it
@@ -111,13 +91,13 @@ def test_blank_release_scores_zero_without_crashing_the_grader(scores):
 
 
 def test_a_wrong_answer_to_one_question_costs_only_that_question(scores, course):
-    assert lost(scores, 'searches_for_the_max') == {'test_negative_column'}
+    assert lost(scores, 'searches_for_the_max', POINTS) == {'test_negative_column'}
     graded = course.autograded('searches_for_the_max', NB)
     assert 'which k makes p_k - 1[k = y] negative?' in printed(graded, 'test_negative_column')
 
 
 def test_naive_softmax_passes_on_the_batch_but_loses_dlogits_to_large_logits(scores, course):
-    assert lost(scores, 'naive_softmax') == {'test_dlogits'}
+    assert lost(scores, 'naive_softmax', POINTS) == {'test_dlogits'}
     graded = course.autograded('naive_softmax', NB)
     assert 'approximate: True' in printed(graded, 'run_dlogits'), 'small logits: the naive softmax is fine'
     message = printed(graded, 'test_dlogits')
@@ -125,7 +105,7 @@ def test_naive_softmax_passes_on_the_batch_but_loses_dlogits_to_large_logits(sco
 
 
 def test_forgetting_the_batch_mean_costs_dlogits_and_cmp_names_the_factor(scores, course):
-    assert lost(scores, 'forgets_the_mean') == {'test_dlogits'}
+    assert lost(scores, 'forgets_the_mean', POINTS) == {'test_dlogits'}
     shown = printed(course.autograded('forgets_the_mean', NB), 'run_dlogits')
     assert 'approximate: False' in shown
     assert '32 times PyTorch' in shown and 'a missing 1/32' in shown

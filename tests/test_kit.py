@@ -3,7 +3,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import subprocess
 import sys
 import tomllib
 

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from checks.core import GradingError
-from tests.kit import ROOT, SOLUTIONS, Course, blank, cell, execute, outputs_text, solved
+from tests.kit import ROOT, SOLUTIONS, blank, cell, execute, grade_class, lost, mutated, outputs_text, replaced, solved
 
 NB = '04_manual_training'
 STEPS = '1000'  # BPN_STEPS for every run here: the notebook then executes in seconds
@@ -31,37 +31,15 @@ AUTOGRAD_STEP = '''def train_step(parameters, Xb, Yb, lr):
 '''
 
 
-def mutate(grade_id, old, new):
-    nb = solved(NB)
-    c = cell(nb, grade_id)
-    assert old in c.source, f'{old!r} not in {grade_id}'
-    c.source = c.source.replace(old, new)
-    return nb
-
-
-def with_cell(grade_id, source):
-    nb = solved(NB)
-    cell(nb, grade_id).source = source
-    return nb
-
-
 @pytest.fixture(scope='module')
 def scores(tmp_path_factory):
-    course = Course(tmp_path_factory.mktemp('course'))
     students = {
         'solver': solved(NB),
         'blank': blank(NB),
-        'forgets_one_hot': mutate('backward', *FORGETS_ONE_HOT),
-        'calls_backward': with_cell('train_step', AUTOGRAD_STEP),
+        'forgets_one_hot': mutated(NB, ('backward', *FORGETS_ONE_HOT)),
+        'calls_backward': replaced(NB, 'train_step', AUTOGRAD_STEP),
     }
-    for student, nb in students.items():
-        course.submit(student, {NB: nb})
-    course.autograde({'BPN_STEPS': STEPS})
-    return course.scores()
-
-
-def lost(scores, student):
-    return {k for k, v in scores[student].items() if v < POINTS[k]}
+    return grade_class(tmp_path_factory.mktemp('course'), NB, students, {'BPN_STEPS': STEPS}).scores()
 
 
 def test_solution_trains_and_its_gradients_match_pytorch_at_every_first_step(tmp_path, monkeypatch):
@@ -89,11 +67,11 @@ def test_blank_release_scores_zero_without_crashing_the_grader(scores):
 
 def test_broken_backward_fails_the_gradient_checks_and_the_loss_bar(scores):
     # the step check compares whole updates, so it fails too: only autograd-free code passes
-    assert lost(scores, 'forgets_one_hot') == set(POINTS)
+    assert lost(scores, 'forgets_one_hot', POINTS) == set(POINTS)
 
 
 def test_step_that_calls_loss_backward_fails_only_the_no_grad_check(scores):
-    assert lost(scores, 'calls_backward') == {'test_no_grad_step'}
+    assert lost(scores, 'calls_backward', POINTS) == {'test_no_grad_step'}
 
 
 def test_loss_bar_tightens_with_more_steps_and_holds_between_measured_counts():
