@@ -102,7 +102,9 @@ def pristine():
     return changed
 
 
-def _put_back():
+def put_back():
+    """pristine(), saying what it put back. Hidden tests call it first, before they import
+    their check, so that a replaced check is put back before it is used."""
     for name in pristine():
         print(f'[grader] put back {name}, which the notebook had replaced')
 
@@ -157,12 +159,12 @@ def check_cases(fn, cases, make_case, inputs, outputs, label):
     PyTorch's gradients; fn gets `inputs` and must return `outputs`. Whatever the notebook
     (or fn itself) replaced is put back before each step, and a passing check ends with a
     receipt line that the grader looks for."""
-    _put_back()
+    put_back()
     for case in cases:
         values = make_case(**case)
         where = f'{label}, fresh batch with ' + ', '.join(f'{k}={v}' for k, v in case.items())
         got = call_student(fn, {k: values[k] for k in inputs}, outputs, where)
-        _put_back()
+        put_back()
         compare(got, {k: values[k] for k in outputs}, where)
     print(f'{RECEIPT}{label} on {len(cases)} fresh batches')
 
