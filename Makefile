@@ -5,7 +5,7 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: lab test release solutions bench grade
+.PHONY: lab test release solutions bench grade bench-grade
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/backprop_ninja
@@ -24,6 +24,17 @@ solutions: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench.py
+
+# grade a class: make grade SUBMISSIONS=<folder> [OUT=grades] [JOBS=2] [GRADE_FLAGS='--timeout 60'];
+# with no SUBMISSIONS, a demo class made from the kit's notebooks (README: Instructors)
+OUT  ?= grades
+JOBS ?= 2
+grade: $(STAMP)
+	$(PY) -m grading $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS) $(GRADE_FLAGS)
+
+# seconds per submission and submissions per minute with 1 and 2 workers
+bench-grade: $(STAMP)
+	$(PY) tools/bench_grade.py
 
 # (re)create the virtual environment when it is missing or pyproject.toml is newer
 $(STAMP): pyproject.toml
