@@ -69,7 +69,8 @@ def guard_kit():
     owners = [('builtins', builtins), ('torch', torch), ('torch.Tensor', torch.Tensor),
               ('torch.nn.functional', F), ('torch.testing', torch.testing),
               ('torch.autograd', torch.autograd), ('torch.linalg', torch.linalg)]
-    owners += [(name, module) for name, module in list(sys.modules.items()) if _is_kit_module(name)]
+    owners += [(name, module) for name, module in list(sys.modules.items()) if _is_kit_module(name)
+               and not getattr(getattr(module, '__spec__', None), '_initializing', False)]  # not half-imported
     for name, owner in owners:
         if name not in _GUARDED:
             attrs = dict(vars(owner))
