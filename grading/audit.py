@@ -6,9 +6,10 @@ names the attempt, so that the instructor sees it. It reads the cells the studen
 (answer cells and cells they added), not the kit's own cells.
 """
 import ast
+
 from IPython.core.inputtransformer2 import TransformerManager
 
-from grading.course import grade_id
+from grading.course import aliases, grade_id
 
 # attributes that only matter to someone changing how cells run or how errors show
 MACHINERY = {
@@ -28,8 +29,8 @@ MACHINERY = {
 CALLS = {'exec': 'runs code from a string (exec)', 'eval': 'runs code from a string (eval)',
          'compile': 'compiles code from a string', '__import__': 'imports by name (__import__)'}
 IMPORTS = {'builtins': 'imports builtins', 'importlib': 'imports importlib', 'ctypes': 'imports ctypes',
-           'gc': 'imports gc', 'checks': "imports the grader's checks", 'unittest': 'imports unittest.mock',
-           'mock': 'imports mock', 'IPython': 'imports IPython', 'torch.overrides': 'imports torch.overrides'}
+           'checks': "imports the grader's checks", 'unittest': 'imports unittest.mock', 'mock': 'imports mock',
+           'torch.overrides': 'imports torch.overrides'}
 # replacing anything under these changes what the checks (or Python itself) do
 SENSITIVE = {'torch', 'builtins', '__builtins__', 'sys', 'checks', 'helpers', 'IPython', 'numpy',
              'math', 'get_ipython()'}
@@ -42,19 +43,6 @@ def python_of(source):
         return ast.parse(TransformerManager().transform_cell(source))
     except (SyntaxError, ValueError):
         return None
-
-
-def aliases(tree):
-    """{name bound by an import: the dotted thing it stands for}."""
-    out = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                out[a.asname or a.name.split('.')[0]] = a.name if a.asname else a.name.split('.')[0]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            for a in node.names:
-                out[a.asname or a.name] = f'{node.module}.{a.name}'
-    return out
 
 
 def dotted(node, names):
@@ -129,16 +117,19 @@ class Scan(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Import(self, node):
-        for a in node.names:
-            bound = a.asname or a.name.split('.')[0]
-            if bound in self.kit_names and a.name != bound:
+        for bound, what in aliases(node).items():
+            if bound in self.kit_names and what != self.kit_names[bound]:
                 self.flag(f'redefines `{bound}`, which the kit provides')
+        for a in node.names:
             for mod, what in IMPORTS.items():
                 if a.name == mod or a.name.startswith(mod + '.'):
                     self.flag(what)
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node):
+        for bound, what in aliases(node).items():
+            if bound in self.kit_names and what != self.kit_names[bound]:
+                self.flag(f'redefines `{bound}`, which the kit provides')
         mod = node.module or ''
         for m, what in IMPORTS.items():
             if mod == m or mod.startswith(m + '.') or (mod == 'torch' and m == 'torch.overrides'

@@ -1,6 +1,7 @@
 """The assignment as nbgrader sees it: its release, its gradebook, what each graded cell is
 worth and what its hidden check prints when it passes. Nothing here is specific to one
 notebook: the notebooks, cells and points come from the release and the gradebook."""
+import ast
 import re
 import shutil
 from pathlib import Path
@@ -111,20 +112,27 @@ class Notebook:
         return None
 
 
+def aliases(tree):
+    """{name bound by an import in the syntax tree: the dotted thing it stands for}."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out[a.asname or a.name.split('.')[0]] = a.name if a.asname else a.name.split('.')[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                out[a.asname or a.name] = f'{node.module}.{a.name}'
+    return out
+
+
 def kit_names(cells):
-    """The names the kit's own cells import (cmp, expect_grads, check_stage, torch, F, ...)."""
-    import ast
-    out = set()
+    """{name: what it is} for what the kit's own cells import (cmp, expect_grads, torch, F, ...)."""
+    out = {}
     for cell in cells:
-        if cell.cell_type != 'code':
-            continue
         try:
-            tree = ast.parse(cell.source)
+            out.update(aliases(ast.parse(cell.source)) if cell.cell_type == 'code' else {})
         except SyntaxError:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                out.update(a.asname or a.name.split('.')[0] for a in node.names)
     return out
 
 

@@ -64,29 +64,30 @@ class RobustExecute(Execute):
         else:
             if any(o.output_type == 'error' and o.ename == 'CellTimeoutError' for o in cell.outputs):
                 self._skip.add(index)
-        kept, _, dropped = self._printed.pop(index)
+        dropped = self._printed.pop(index)[2]
         if dropped:
             cell.outputs.append(new_output('stream', name='stdout', text='\n' + DROPPED.format(dropped) + '\n'))
         return cell, resources
 
     def output(self, outs, msg, display_id, cell_index):
+        """Keep only the first max_output_chars characters and max_output_lines lines a cell prints."""
         if msg['msg_type'] == 'stream' and cell_index in self._printed:
-            count = self._printed[cell_index]
+            chars, lines, dropped = self._printed[cell_index]
             text = msg['content']['text']
-            room = min(self.max_output_chars - count[0], len(text))
-            lines = text[:max(room, 0)].split('\n')
-            if len(lines) - 1 > self.max_output_lines - count[1]:
-                room = len('\n'.join(lines[:max(self.max_output_lines - count[1], 0)]))
-            if room < len(text):
-                count[2] += len(text) - max(room, 0)
-                if room <= 0:
-                    return None
+            keep = text[:max(self.max_output_chars - chars, 0)]
+            keep = '\n'.join(keep.split('\n')[:max(self.max_output_lines - lines, 0) + 1])
+            self._printed[cell_index] = [chars + len(keep), lines + keep.count('\n'), dropped + len(text) - len(keep)]
+            if not keep:
+                return None
+            if keep != text:
                 msg = copy.deepcopy(msg)
-                msg['content']['text'] = text[:room]
-                text = text[:room]
-            count[0] += len(text)
-            count[1] += text.count('\n')
+                msg['content']['text'] = keep
         return super().output(outs, msg, display_id, cell_index)
+
+    def _new_kernel(self):
+        run_sync(self.km.restart_kernel)(now=True)
+        self.kc.stop_channels()
+        self.start_new_kernel_client()
 
     def _broken(self, cell, index, ename, evalue):
         """The kernel is gone or stuck: note it in the cell, then a new kernel with the
@@ -94,9 +95,7 @@ class RobustExecute(Execute):
         self.log.warning('cell %d: %s: %s', index, ename, evalue)
         cell.outputs.append(error(ename, evalue))
         self._skip.add(index)
-        run_sync(self.km.restart_kernel)(now=True)
-        self.kc.stop_channels()
-        self.start_new_kernel_client()
+        self._new_kernel()
         for j in range(index):
             replay = self.nb.cells[j]
             if replay.cell_type != 'code' or j in self._skip or not replay.source.strip():
@@ -104,11 +103,9 @@ class RobustExecute(Execute):
             self._printed[j] = [0, 0, 0]
             try:
                 super().preprocess_cell(copy.deepcopy(replay), self.resources, j)
-            except (DeadKernelError, CellTimeoutError):
+            except (DeadKernelError, CellTimeoutError):  # it broke this time: go on without it
                 self._skip.add(j)
-                run_sync(self.km.restart_kernel)(now=True)
-                self.kc.stop_channels()
-                self.start_new_kernel_client()
+                self._new_kernel()
             finally:
                 self.nb.cells[j] = replay  # its outputs from the first run
                 self._printed.pop(j)

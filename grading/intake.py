@@ -199,14 +199,14 @@ def repair(raw, release):
         if grade_id(c):
             where[grade_id(c)].append(i)
     unknown = [g for g in where if g not in release.cells]
-    doubled = [g for g in where if g in release.cells and len(where[g]) > 1]
+    doubled = [g for g in release.order if len(where.get(g, [])) > 1]
     kept = {where[g][-1]: g for g in where if g in release.cells}  # the last copy, as nbgrader does
     for i, c in enumerate(cells):
         if grade_id(c) and i not in kept:
             del c.metadata['nbgrader']
 
-    moved = [g for g in sorted(kept.values(), key=lambda g: where[g][-1])]
-    if moved != [g for g in release.order if g in moved]:
+    present = sorted(kept.values(), key=lambda g: where[g][-1])
+    if present != [g for g in release.order if g in present]:
         problems.append(dict(text='cells were moved around; graded in the release\'s order'))
 
     after = defaultdict(list)  # the student's own cells, after the release cell they followed
@@ -225,7 +225,7 @@ def repair(raw, release):
             out.append(copy.deepcopy(ref))
         else:
             mine = cells[where[g][-1]]
-            if mine.cell_type != ref.cell_type:
+            if mine.cell_type != ref.cell_type:  # nbgrader would turn it back too
                 retyped.append(g)
             theirs = mine.metadata['nbgrader']
             if g in release.points and theirs.get('points') != ref.metadata.nbgrader['points']:

@@ -24,6 +24,7 @@ from grading import audit, intake
 from grading.course import Assignment, grade_id, kit_config, label, stage_at
 from grading.execute import DROPPED
 
+MAX_BYTES = 200 * 2**20  # a notebook of this course, outputs and all, is a few MB
 PUT_BACK = re.compile(r'^\[grader\] put back (\S+), which the notebook had replaced', re.M)
 DROPPED_RE = re.compile(re.escape(DROPPED).replace(r'\{\}', r'(\d+)'))
 
@@ -49,7 +50,7 @@ def describe(out, memory_mb):
     if ename in ('CellTimeoutError', 'DeadKernelError'):
         return evalue
     if ename == 'MemoryError' or "can't allocate memory" in evalue or 'Cannot allocate memory' in evalue:
-        return f'ran out of memory (the limit is {memory_mb} MB): {ename}'
+        return f'ran out of memory (the limit is {memory_mb} MB)'
     if ename == 'SystemExit':
         return 'called sys.exit() or exit(); the grader went on with the next cell'
     if ename == 'NotImplementedError':
@@ -69,7 +70,7 @@ def printed(cell):
     return ''.join(o.get('text', '') for o in cell.get('outputs', []) if o.get('output_type') == 'stream')
 
 
-def verdicts(nb, release, scores, memory_mb, audited):
+def verdicts(nb, release, scores, memory_mb, flags):
     """Problems read from an autograded notebook, and the graded cells whose hidden check
     passed without printing its receipt (their scores are not to be trusted)."""
     problems, untrusted = [], []
@@ -85,13 +86,17 @@ def verdicts(nb, release, scores, memory_mb, audited):
         lost = stage is not None and scores.get(stage, 0) < release.points[stage]
         for j, e in (errors[:1] if lost else errors):
             problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=describe(e, memory_mb)))
+        if lost and not errors:  # nbgrader also takes the points of a graded cell that wrote to stderr
+            stderr = [o for o in cell.get('outputs', []) if o.get('output_type') == 'stream' and o.get('name') == 'stderr']
+            problems.append(dict(cell=stage, stage=stage, text='wrote to stderr, which costs a graded cell its points'
+                                 if stderr else 'lost its points without an error'))
         for j in segment:
             text = printed(nb.cells[j])
             for dropped in DROPPED_RE.findall(text):
                 problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=f'printed too much; the '
                                      f'grader dropped {int(dropped):,} characters of its output'))
             for name in PUT_BACK.findall(text):
-                if not any(f'`{name}`' in t for t in audited):
+                if not any(f'`{name}`' in t for t in flags):
                     problems.append(dict(cell=label(nb.cells[j]), stage=stage,
                                          text=f'replaces `{name}` (put back while grading)'))
         if stage is not None and scores.get(stage, 0) > 0 and release.receipts.get(stage):
@@ -114,7 +119,7 @@ def grade(job):
     shutil.copy(assignment.gradebook, course / 'gradebook.db')
     submitted = course / 'submitted' / sid / assignment.name
     submitted.mkdir(parents=True, exist_ok=True)
-    problems, audited = [], {}
+    problems, flags = [], {}  # flags: what the audit named, per notebook handed to nbgrader
 
     picked, found = intake.pick(job['folder'], list(assignment.notebooks))
     problems += found
@@ -124,19 +129,32 @@ def grade(job):
     for name, release in assignment.notebooks.items():
         if name not in picked:
             continue
-        nb, found = intake.repair(picked[name].read_bytes(), release)
+        size = picked[name].stat().st_size
+        if size > MAX_BYTES:
+            problems.append(dict(notebook=name, text=f'{name}.ipynb is {size / 2**20:.0f} MB, too large to '
+                                 f'be this notebook (the limit is {MAX_BYTES / 2**20:.0f} MB)'))
+            continue
+        try:
+            nb, found = intake.repair(picked[name].read_bytes(), release)
+        except Exception as e:  # a notebook odd enough to break the repair costs only itself
+            nb, found = None, [dict(text=f'{name}.ipynb could not be read ({type(e).__name__}: {e})')]
         problems += [dict(p, notebook=name) for p in found]
         if nb is None:
             continue
         nbformat.write(nb, submitted / f'{name}.ipynb')
-        audited[name] = []
-        for i, text in audit.scan(nb, release):
-            audited[name].append(text)
+        flags[name] = []
+        try:
+            flagged = audit.scan(nb, release)
+        except (RecursionError, ValueError, MemoryError) as e:
+            flagged = []
+            problems.append(dict(notebook=name, text=f'its code could not be read for tricks ({type(e).__name__})'))
+        for i, text in flagged:
+            flags[name].append(text)
             problems.append(dict(notebook=name, cell=label(nb.cells[i]),
                                  stage=stage_at(nb.cells, i, release.points), text=text))
 
     api = NbGraderAPI(config=nbgrader_config(course, job))
-    if audited:
+    if flags:
         result = api.autograde(assignment.name, sid, force=True, create=True)
         (course / 'autograde.log').write_text((result.get('log') or '') + (result.get('error') or ''))
         if not result['success']:
@@ -153,17 +171,17 @@ def grade(job):
                 graded = {}
             scores[name] = {g: graded.get(g, 0.0) for g in release.points}
             path = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
-            if name not in audited or not path.exists():
+            if name not in flags or not path.exists():
                 continue
             found, untrusted = verdicts(nbformat.read(path, as_version=4), release, scores[name],
-                                        job['memory_mb'], audited[name])
+                                        job['memory_mb'], flags[name])
             problems += [dict(p, notebook=name) for p in found]
             for gid in untrusted:
                 gb.find_grade(gid, name, assignment.name, sid).auto_score = 0
                 scores[name][gid] = 0.0
             gb.db.commit()
 
-    if audited and any((course / 'autograded' / sid).glob('*/*.ipynb')):
+    if flags and any((course / 'autograded' / sid).glob('*/*.ipynb')):
         result = api.generate_feedback(assignment.name, sid, force=True)
         if not result['success']:
             problems.append(dict(text='nbgrader could not write the feedback'))

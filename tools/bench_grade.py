@@ -37,7 +37,7 @@ def main():
         for i, kind in zip(range(args.students), itertools.cycle(kinds)):
             shutil.copytree(made / kind, top / 'class' / f'{kind}_{i:02d}')
         print(f'{args.students} submissions ({", ".join(kinds)}), {len(assignment.notebooks)} notebook(s), '
-              f'{os.cpu_count()} cores')
+              f'{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.1f}')
         print(f'{"workers":>7}  {"seconds":>7}  {"s per submission":>16}  {"submissions per minute":>22}')
         runs = {}
         for jobs in (1, 2):
@@ -46,7 +46,8 @@ def main():
             r = runs[jobs]
             print(f'{jobs:>7}  {r["seconds"]:>7.1f}  {r["seconds"] / r["students"]:>16.2f}  '
                   f'{60 * r["students"] / r["seconds"]:>22.1f}')
-        print(f'2 workers grade {runs[1]["seconds"] / runs[2]["seconds"]:.2f}x as fast as 1')
+        print(f'2 workers grade {runs[1]["seconds"] / runs[2]["seconds"]:.2f}x as fast as 1 '
+              f'(load average after: {os.getloadavg()[0]:.1f})')
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
