@@ -58,6 +58,12 @@ def autograd_off():
 _GUARDED = {}  # name -> (owner, its attributes then, the code of its functions then)
 _ABSENT = object()
 _KERNEL_OWNS = {('builtins', 'input')}  # ipykernel swaps builtins.input for every cell it runs
+_RUNTIME = ('torch', 'IPython', 'ipykernel')  # e.g. torch.compile wraps torch.manual_seed
+
+
+def _by_runtime(value):
+    """True for a replacement made by torch or the kernel themselves, not by the notebook."""
+    return (getattr(value, '__module__', None) or '').split('.')[0] in _RUNTIME
 
 
 def _is_kit_module(name):
@@ -79,7 +85,8 @@ def guard_kit():
 
 
 def pristine():
-    """Undo every change to what guard_kit() remembered; return the names that had changed."""
+    """Undo every change to what guard_kit() remembered; return the names the notebook had
+    changed (changes torch or the kernel made themselves are undone too, but not named)."""
     guard_kit()
     changed = []
     for name, (owner, attrs, codes) in _GUARDED.items():
@@ -88,8 +95,9 @@ def pristine():
             if (name, attr) in _KERNEL_OWNS:
                 continue
             if now.get(attr, _ABSENT) is not value:
+                if not _by_runtime(now.get(attr)):
+                    changed.append(f'{name}.{attr}')
                 setattr(owner, attr, value)
-                changed.append(f'{name}.{attr}')
             if attr in codes and value.__code__ is not codes[attr]:
                 value.__code__ = codes[attr]
                 changed.append(f'{name}.{attr}')
