@@ -79,6 +79,14 @@ def kill_tree(pid):
 def run_worker(job, deadline):
     """grading.worker for one student in a process of its own, forked from a server that
     has nbgrader imported already; stopped after `deadline` seconds. Its result."""
+    try:
+        return fork_worker(job, deadline)
+    except Exception as e:  # the grader's own trouble costs this student only
+        return dict(student=job['student'], scores={}, problems=[dict(
+            text=f'grading failed ({type(e).__name__}: {e}); scored 0')])
+
+
+def fork_worker(job, deadline):
     course = Path(job['course'])
     course.mkdir(parents=True)
     (course / 'job.json').write_text(json.dumps(job))
@@ -112,7 +120,7 @@ def record(db_url, assignment, result):
         gb.db.commit()
 
 
-def keep_outputs(out, course, student, assignment):
+def keep_outputs(out, course, student):
     """feedback/, autograded/ and submitted/ of one student, into the output folder."""
     for kind in ('feedback', 'autograded', 'submitted'):
         dest = out / kind / student
@@ -166,14 +174,19 @@ def main(argv=None):
         for done in as_completed(jobs):
             result = done.result()
             record(db_url, assignment, result)
-            keep_outputs(out, work / 'students' / jobs[done], jobs[done], assignment)
+            keep_outputs(out, work / 'students' / jobs[done], jobs[done])
             results.append(result)
             bar.set_postfix_str(jobs[done])
             bar.update()
     seconds = time.monotonic() - started
-    for p in trouble:  # archives nbgrader could not collect: a student with no grade
-        results.append(dict(student=p['student'], scores={}, problems=[p]))
-        record(db_url, assignment, results[-1])
+    by_student = {r['student']: r for r in results}
+    for p in trouble:  # from collecting archives: a line for a graded student, or a student with no grade
+        if p['student'] in by_student:
+            by_student[p['student']]['problems'].append(p)
+        else:
+            by_student[p['student']] = dict(student=p['student'], scores={}, problems=[p])
+            results.append(by_student[p['student']])
+            record(db_url, assignment, results[-1])
 
     report.write_csv(out / 'grades.csv', assignment, results)
     report.plot(out / 'summary.png', assignment, results)

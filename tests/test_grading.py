@@ -3,12 +3,10 @@ honest work deserves and a clear line for each problem, and the good students in
 run get full marks. The class is made here from the solutions and the release, and graded
 in ONE run of the grading entry point, as the Makefile runs it."""
 import csv
-import io
 import json
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import nbformat
 import pytest
