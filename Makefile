@@ -5,7 +5,7 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: lab test release solutions bench grade
+.PHONY: lab test release solutions bench grade bench-grade
 
 # (--allow-root only when run as root, as in a container)
 lab: $(STAMP)
@@ -25,6 +25,18 @@ solutions: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench.py
+
+# grade a class: make grade SUBMISSIONS=<folder> [OUT=grades] [JOBS=2] [NOTEBOOKS=01_atomic_backprop,...]
+# [GRADE_FLAGS='--timeout 60'];
+# with no SUBMISSIONS, a demo class made from the kit's notebooks (README: Instructors)
+OUT  ?= grades
+JOBS ?= 2
+grade: $(STAMP)
+	$(PY) -m grading $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(GRADE_FLAGS)
+
+# seconds per submission and submissions per minute with 1 and 2 workers
+bench-grade: $(STAMP)
+	$(PY) tools/bench_grade.py
 
 # (re)create the virtual environment when it is missing or pyproject.toml is newer
 $(STAMP): pyproject.toml

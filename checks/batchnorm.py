@@ -3,7 +3,7 @@
 When a wrong answer matches a classic mistake, the message names the mistake."""
 import torch
 
-from checks.core import ATOL, RTOL, GradingError, call_student
+from checks.core import ATOL, RTOL, GradingError, call_student, passed
 from helpers import diagnose, forward_atoms, init_params
 
 EPS = 1e-5  # the batchnorm epsilon of forward_atoms
@@ -126,3 +126,4 @@ def check_step(step, fn):
     for case in CASES:
         where = 'fresh batch with ' + ', '.join(f'{k}={v}' for k, v in case.items())
         _run(step, fn, fresh_batchnorm(**case), where, rtol=RTOL, atol=ATOL)
+    passed(f'step {step} on {len(CASES)} fresh batches')

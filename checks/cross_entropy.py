@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from checks.core import GradingError, check_cases
+from checks.core import GradingError, check_cases, passed
 
 # other batch sizes and numbers of classes; the last case has logits in the thousands,
 # where exp overflows to inf (in float64 too) and a softmax without the max trick gives NaN
@@ -39,6 +39,7 @@ def check_row_sum(row_sum):
     if abs(row_sum) > 1e-6:
         raise GradingError(f'row_sum = {row_sum} is not what a row of dlogits adds up to: '
                            'add up (p_k - 1[k = y]) / n over all k')
+    passed('row_sum')
 
 
 def _index_tensor(answer, name, n):
@@ -53,6 +54,7 @@ def check_negative_column(negative_column, Yb):
         wrong = (negative_column != Yb).sum().item()
         raise GradingError(f'negative_column is wrong for {wrong} of {Yb.shape[0]} examples '
                            '(and should hold whole column indices): which k makes p_k - 1[k = y] negative?')
+    passed('negative_column')
 
 
 def check_pull(pull, logits, Yb):
@@ -62,3 +64,4 @@ def check_pull(pull, logits, Yb):
     if not torch.allclose(pull.double(), want, rtol=1e-4, atol=1e-6):
         raise GradingError('pull is not n times the size of the label\'s entry of dlogits: '
                            'write that entry, p_y - 1 over n, with probs')
+    passed('pull')

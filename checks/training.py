@@ -6,7 +6,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from checks.core import ATOL, RTOL, GradingError, call_student, compare
+from checks.core import ATOL, RTOL, GradingError, call_student, compare, passed
 from helpers import init_params, read_words, split_dataset, vocabulary
 
 CASES = [dict(n=32, n_hidden=200, seed=1), dict(n=5, n_hidden=7, seed=2),
@@ -89,7 +89,7 @@ def check_backward(backward, cases=CASES):
         _, saved, want = autograd_reference(parameters, Xb, Yb)
         where = f'backward, fresh batch with {label(case)}'
         compare(run_backward(backward, parameters, Xb, Yb, saved, where), want, where)
-    print(f'backward: all seven gradients match PyTorch on {len(cases)} fresh batch(es)')
+    passed(f'backward, all seven gradients, on {len(cases)} fresh batch{"es" if len(cases) > 1 else ""}')
 
 
 def check_first_steps(backward, cases=CASES[:3], steps=20, lr=0.1):
@@ -108,7 +108,7 @@ def check_first_steps(backward, cases=CASES[:3], steps=20, lr=0.1):
             with torch.no_grad():
                 for p, name in zip(parameters, GRADS):
                     p -= lr * got[name]
-    print(f'backward: gradients match PyTorch at each of {steps} training steps, {len(cases)} networks')
+    passed(f'backward at each of {steps} training steps of {len(cases)} fresh networks')
 
 
 def expect_first_steps(mismatches, steps_checked, steps):
@@ -156,7 +156,7 @@ def check_step(train_step, cases=CASES, lr=0.1):
                             f'update is {loss.item():.6f}')
         if problems:
             raise GradingError(f'{where}:\n  ' + '\n  '.join(problems))
-    print(f'train_step: one step without autograd gives PyTorch\'s update on {len(cases)} fresh batch(es)')
+    passed(f'train_step without autograd on {len(cases)} fresh batch{"es" if len(cases) > 1 else ""}')
 
 
 # ---------------------------------------------------------------- the trained network
@@ -223,3 +223,4 @@ def check_trained(parameters):
         raise GradingError('the trained parameters hold NaN or inf: the training diverged')
     steps = steps_from_env()
     expect_losses(*split_losses(parameters), steps)
+    passed(f'the grader\'s own loss measurement after {steps} steps')

@@ -1,0 +1,210 @@
+"""Grade a class: python -m grading [SUBMISSIONS] --out grades --jobs 2   (make grade)
+
+Every student is graded by nbgrader in a process and a course folder of their own
+(grading/worker.py), JOBS at a time; only this process writes the class gradebook, one
+student after the other, so parallel grading cannot corrupt it. Without SUBMISSIONS it
+grades a demo class made from the kit's own notebooks (grading/demo.py).
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from grading import demo, intake, report, worker
+from grading.course import assignment_name, make_template
+
+FORKS = multiprocessing.get_context('forkserver')
+FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert'])
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(prog='python -m grading', description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('submissions', nargs='?', help='folder of submissions: one subfolder per student '
+                    'and/or zip_collect archives (default: grade a demo class)')
+    ap.add_argument('--out', default='grades', help='output folder (default: grades)')
+    ap.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='students graded at once')
+    ap.add_argument('--timeout', type=int, default=300, help='seconds one cell may run (default 300)')
+    ap.add_argument('--notebook-timeout', type=int, default=1200,
+                    help='seconds one notebook may run in all (default 1200)')
+    ap.add_argument('--memory-limit', type=int, default=2048, help='MB of memory per kernel (default 2048)')
+    ap.add_argument('--collect-regexp', default=intake.DEFAULT_REGEXP,
+                    help='how zip_collect finds student and notebook in archived file paths '
+                         '(FileNameCollectorPlugin.named_regexp; default: one archive per student, '
+                         'named after them)')
+    ap.add_argument('--assignment', help='assignment name (default: the one folder in solutions/)')
+    ap.add_argument('--notebooks', help='grade only these notebooks, by name, comma-separated '
+                    '(e.g. 01_atomic_backprop for the first week; default: all of them)')
+    ap.add_argument('--db-url', help='record the scores in this nbgrader gradebook (an SQLAlchemy URL, e.g. '
+                    "the course's PostgreSQL one) instead of a fresh OUT/gradebook.db; it must hold the "
+                    'assignment already (nbgrader generate_assignment with that db_url puts it there)')
+    ap.add_argument('--keep-work', action='store_true', help='keep the scratch course folders (OUT/work)')
+    return ap.parse_args(argv)
+
+
+def descendants(pid):
+    """Process ids under `pid` (Linux /proc; elsewhere none: kernels also exit on their own
+    once their parent is gone)."""
+    parents = {}
+    for entry in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = entry.read_text().rsplit(')', 1)[1].split()
+            parents[int(entry.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        kids = [p for p, pp in parents.items() if pp == todo.pop()]
+        found += kids
+        todo += kids
+    return found
+
+
+def kill_tree(pid):
+    """The worker and everything it started, the kernel included (it has a session of its own)."""
+    for p in descendants(pid)[::-1] + [pid]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def run_worker(job, deadline):
+    """grading.worker for one student in a process of its own, forked from a server that
+    has nbgrader imported already; stopped after `deadline` seconds. Its result."""
+    try:
+        return fork_worker(job, deadline)
+    except Exception as e:  # the grader's own trouble costs this student only
+        return dict(student=job['student'], scores={}, problems=[dict(
+            text=f'grading failed ({type(e).__name__}: {e}); scored 0')])
+
+
+def fork_worker(job, deadline):
+    course = Path(job['course'])
+    course.mkdir(parents=True)
+    (course / 'job.json').write_text(json.dumps(job))
+    proc = FORKS.Process(target=worker.run, args=(str(course / 'job.json'),))
+    proc.start()
+    proc.join(deadline)
+    if proc.is_alive():
+        kill_tree(proc.pid)
+        proc.join()
+        return dict(student=job['student'], scores={}, problems=[dict(
+            text=f'grading this student took longer than {deadline} s and was stopped; scored 0')])
+    result = course / 'result.json'
+    if result.exists():
+        return json.loads(result.read_text())
+    lines = [ln for ln in (course / 'worker.log').read_text(errors='replace').splitlines() if ln.strip()]
+    return dict(student=job['student'], scores={}, problems=[dict(
+        text=f'grading failed ({lines[-1] if lines else f"exit code {proc.exitcode}"}); scored 0')])
+
+
+def record(db_url, assignment, result):
+    """Write one student's scores into the class gradebook with nbgrader's API."""
+    from nbgrader.api import Gradebook
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(result['student'])
+        gb.update_or_create_submission(assignment.name, result['student'])
+        for name, nb in assignment.notebooks.items():
+            for gid in nb.graded:
+                grade = gb.find_grade(gid, name, assignment.name, result['student'])
+                grade.auto_score = result['scores'].get(name, {}).get(gid, 0.0)
+                grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def keep_outputs(out, course, student):
+    """feedback/, autograded/ and submitted/ of one student, into the output folder."""
+    for kind in ('feedback', 'autograded', 'submitted'):
+        dest = out / kind / student
+        shutil.rmtree(dest, ignore_errors=True)
+        if (course / kind / student).is_dir():
+            shutil.copytree(course / kind / student, dest)
+
+
+def main(argv=None):
+    args = parse(argv)
+    warnings.filterwarnings('ignore', module='sqlalchemy')  # nbgrader's API is chatty
+    warnings.filterwarnings('ignore', message='Object of type')
+    bin_dir = str(Path(sys.executable).parent)  # nbgrader finds alembic and the kernel on PATH
+    os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
+    out = Path(args.out).resolve()
+    work = out / 'work'
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    name = args.assignment or assignment_name()
+    only = [n.strip().removesuffix('.ipynb') for n in args.notebooks.split(',') if n.strip()] if args.notebooks else None
+    assignment = make_template(work / 'template', name, only)
+    stale = assignment.stale_release()
+    if stale:
+        print(f'warning: notebooks/{name}/ is not what the solutions release now ({", ".join(stale)}): '
+              'run `make release` if students should get the current version', file=sys.stderr)
+    submissions = Path(args.submissions) if args.submissions else demo.build(out / 'demo_submissions', assignment)
+    students, trouble = intake.find_students(submissions, work, name, args.collect_regexp)
+    print(f'grading {len(students)} students from {submissions} ({len(assignment.notebooks)} notebooks, '
+          f'{report.fmt(assignment.total)} points) with {args.jobs} at a time', file=sys.stderr)
+
+    db_url = args.db_url or f'sqlite:///{out / "gradebook.db"}'
+    if args.db_url:
+        from nbgrader.api import Gradebook, MissingEntry
+        try:
+            with Gradebook(db_url) as gb:
+                gb.find_assignment(name)
+        except MissingEntry:
+            raise SystemExit(f'{db_url} has no assignment {name}: run nbgrader generate_assignment with it first')
+    else:
+        shutil.copy(assignment.gradebook, out / 'gradebook.db')
+    deadline = len(assignment.notebooks) * (args.notebook_timeout + 60) + 120
+    results = []
+    started = time.monotonic()
+    with ThreadPoolExecutor(max(args.jobs, 1)) as pool, \
+            tqdm(total=len(students), unit='student', desc='grading', file=sys.stderr) as bar:
+        jobs = {pool.submit(run_worker, dict(
+            student=student, folder=str(folder), course=str(work / 'students' / student),
+            template=str(work / 'template'), assignment=name, timeout=args.timeout,
+            notebook_timeout=args.notebook_timeout, memory_mb=args.memory_limit), deadline): student
+            for student, folder in students.items()}
+        for done in as_completed(jobs):
+            result = done.result()
+            record(db_url, assignment, result)
+            keep_outputs(out, work / 'students' / jobs[done], jobs[done])
+            results.append(result)
+            bar.set_postfix_str(jobs[done])
+            bar.update()
+    seconds = time.monotonic() - started
+    by_student = {r['student']: r for r in results}
+    for p in trouble:  # from collecting archives: a line for a graded student, or a student with no grade
+        if p['student'] in by_student:
+            by_student[p['student']]['problems'].append(p)
+        else:
+            by_student[p['student']] = dict(student=p['student'], scores={}, problems=[p])
+            results.append(by_student[p['student']])
+            record(db_url, assignment, results[-1])
+
+    report.write_csv(out / 'grades.csv', assignment, results)
+    report.plot(out / 'summary.png', assignment, results)
+    table = report.write_problems(out, report.problem_rows(assignment, results))
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    graded = max(len(students), 1)
+    print(f'\ngraded {len(students)} students in {seconds:.0f} s: {seconds / graded:.1f} s per student, '
+          f'{60 * graded / seconds:.1f} per minute with {args.jobs} at a time')
+    print(f'grades      {out / "grades.csv"}\nsummary     {out / "summary.png"}\n'
+          f'feedback    {out / "feedback"}/<student>/{name}/*.html\n'
+          f'gradebook   {db_url}\n\n'
+          f'problems    ({out / "problems.txt"})\n{table}', end='')
+    return dict(students=len(students), seconds=seconds, jobs=args.jobs)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,191 @@
+"""The assignment as nbgrader sees it: its release, its gradebook, what each graded cell is
+worth and what its hidden check prints when it passes. Nothing here is specific to one
+notebook: the notebooks, cells and points come from the release and the gradebook."""
+import ast
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from checks import RECEIPT
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / 'solutions'
+
+
+def kit_config(course, source=SOLUTIONS):
+    """The kit's nbgrader_config.py, for a course folder `course` whose source is the kit's."""
+    cfg = Config()
+    cfg.merge(PyFileConfigLoader('nbgrader_config.py', path=str(ROOT)).load_config())
+    cfg.CourseDirectory.root = str(course)
+    cfg.CourseDirectory.source_directory = str(source)
+    cfg.CourseDirectory.release_directory = 'release'
+    cfg.NbGraderAPI.log_level = 'WARN'
+    return cfg
+
+
+def assignment_name():
+    """The one assignment in solutions/ (the kit has one: backprop_ninja)."""
+    names = sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    if len(names) != 1:
+        raise SystemExit(f'expected one assignment folder in {SOLUTIONS}, found {names}: pass --assignment')
+    return names[0]
+
+
+def notebook_names(assignment):
+    return sorted(p.stem for p in (SOLUTIONS / assignment).glob('*.ipynb'))
+
+
+def make_template(folder, assignment, only=None):
+    """generate_assignment in `folder`: the release and a gradebook with the assignment in
+    it, which every student's own grading folder starts from. `only`: the names of the
+    notebooks to grade, when not all of them (say, this week's)."""
+    from nbgrader.apps import NbGraderAPI
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = SOLUTIONS
+    if only:
+        unknown = sorted(set(only) - set(notebook_names(assignment)))
+        if unknown:
+            raise SystemExit(f'no notebook {", ".join(unknown)} in {SOLUTIONS / assignment}; '
+                             f'there are {", ".join(notebook_names(assignment))}')
+        source = folder / 'source'
+        (source / assignment).mkdir(parents=True)
+        for name in only:
+            shutil.copy(SOLUTIONS / assignment / f'{name}.ipynb', source / assignment)
+    result = NbGraderAPI(config=kit_config(folder, source)).generate_assignment(assignment, force=True)
+    if not result['success']:
+        raise SystemExit(f'nbgrader generate_assignment failed:\n{result.get("error") or result.get("log")}')
+    return Assignment(folder, assignment)
+
+
+def grade_id(cell):
+    return cell.get('metadata', {}).get('nbgrader', {}).get('grade_id')
+
+
+def label(cell):
+    """How a problem line names a cell: its grade id, or the start of a cell the student added."""
+    if grade_id(cell):
+        return grade_id(cell)
+    first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), '')
+    return f'added cell "{first[:28]}{"..." if len(first) > 28 else ""}"'
+
+
+def stage_at(cells, index, points):
+    """The graded cell (grade id) whose score cell `index` feeds: the next graded one."""
+    for cell in cells[index:]:
+        if grade_id(cell) in points:
+            return grade_id(cell)
+    return None
+
+
+def heading_before(cells, index):
+    """The last markdown heading above cell `index`, to name a stage in plots."""
+    for cell in reversed(cells[:index]):
+        if cell.cell_type == 'markdown':
+            heads = re.findall(r'^#+\s*(.+)$', cell.source, flags=re.M)
+            if heads:
+                return heads[-1].strip()
+    return None
+
+
+class Notebook:
+    """One released notebook: its cells by grade id, and its graded cells in order."""
+
+    def __init__(self, name, release, source):
+        self.name = name
+        self.release, self.source = release, source
+        self.cells = {grade_id(c): c for c in release.cells if grade_id(c)}
+        self.order = [grade_id(c) for c in release.cells if grade_id(c)]
+        meta = {k: c.metadata.nbgrader for k, c in self.cells.items()}
+        self.graded = [k for k in self.order if meta[k].get('grade')]
+        self.points = {k: float(meta[k]['points']) for k in self.graded}
+        self.locked = {k for k in self.order if meta[k].get('locked')}
+        self.solutions = [k for k in self.order if meta[k].get('solution')]
+        by_id = {grade_id(c): c for c in source.cells if grade_id(c)}
+        self.receipts = {k: receipts(by_id[k]) for k in self.graded if k in by_id}
+        self.labels = {}
+        for i, cell in enumerate(release.cells):
+            if grade_id(cell) in self.points:
+                self.labels[grade_id(cell)] = heading_before(release.cells, i) or grade_id(cell)
+        self.kit_sources = {c.source.strip() for c in release.cells}
+        self.kit_names = kit_names(c for c in source.cells if grade_id(c) in self.locked)
+
+    @property
+    def total(self):
+        return sum(self.points.values())
+
+    def stage_of(self, gid):
+        """The graded cell whose points depend on cell `gid`: the next graded one."""
+        for k in self.order[self.order.index(gid):]:
+            if k in self.points:
+                return k
+        return None
+
+
+def aliases(tree):
+    """{name bound by an import in the syntax tree: the dotted thing it stands for}."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out[a.asname or a.name.split('.')[0]] = a.name if a.asname else a.name.split('.')[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                out[a.asname or a.name] = f'{node.module}.{a.name}'
+    return out
+
+
+def kit_names(cells):
+    """{name: what it is} for what the kit's own cells import (cmp, expect_grads, torch, F, ...)."""
+    out = {}
+    for cell in cells:
+        try:
+            out.update(aliases(ast.parse(cell.source)) if cell.cell_type == 'code' else {})
+        except SyntaxError:
+            continue
+    return out
+
+
+def receipts(cell):
+    """The receipt lines a passing hidden check printed in the executed solution."""
+    text = ''.join(o.get('text', '') for o in cell.get('outputs', []) if o.get('output_type') == 'stream')
+    return sorted(line.strip() for line in text.splitlines() if line.strip().startswith(RECEIPT))
+
+
+class Assignment:
+    """The template folder made by make_template: release, gradebook and source notebooks."""
+
+    def __init__(self, folder, name):
+        self.folder = Path(folder)
+        self.name = name
+        self.gradebook = self.folder / 'gradebook.db'
+        from nbgrader.api import Gradebook
+        with Gradebook(f'sqlite:///{self.gradebook}') as gb:
+            names = [nb.name for nb in gb.find_assignment(name).notebooks]
+        self.notebooks = {}
+        for nb_name in sorted(names):
+            release = nbformat.read(self.folder / 'release' / name / f'{nb_name}.ipynb', as_version=4)
+            source = nbformat.read(SOLUTIONS / name / f'{nb_name}.ipynb', as_version=4)
+            self.notebooks[nb_name] = Notebook(nb_name, release, source)
+
+    @property
+    def total(self):
+        return sum(nb.total for nb in self.notebooks.values())
+
+    def stale_release(self):
+        """Notebooks whose committed student version (notebooks/) differs from this release."""
+        stale = []
+        for name, nb in self.notebooks.items():
+            committed = ROOT / 'notebooks' / self.name / f'{name}.ipynb'
+            if not committed.exists():
+                stale.append(name)
+                continue
+            theirs = nbformat.read(committed, as_version=4)
+            if [c.source for c in theirs.cells] != [c.source for c in nb.release.cells]:
+                stale.append(name)
+        return stale

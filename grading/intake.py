@@ -1,0 +1,264 @@
+"""From a folder of submissions to notebooks nbgrader can grade fairly.
+
+Layout: SUBMISSIONS/<student>/ holds that student's notebooks, at any depth (so a copy of
+nbgrader's submitted/<student>/<assignment>/ works too, timestamp.txt included). Archives
+(.zip, .tar.gz) and loose .ipynb files at the top of SUBMISSIONS go through nbgrader's
+zip_collect; by default an archive is named after its student (alice.zip), otherwise give
+the LMS's file naming as a regular expression (--collect-regexp).
+
+Then each notebook is repaired against the release: anything nbgrader would trip over or
+a student could use to move the goalposts is put back, and each fix becomes a problem line.
+"""
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_raw_cell
+
+from grading.course import grade_id
+
+# an archive alice.zip unpacks into extracted/alice/...: alice is the student
+DEFAULT_REGEXP = r'.*/extracted/(?P<student_id>[^/]+)/(?:[^/]+/)*(?P<file_id>[^/]+\.ipynb)$'
+ARCHIVES = ('.zip', '.gz')
+
+
+def visible(path, top):
+    """Not junk from an archive or from Jupyter: checkpoints, __MACOSX, hidden files."""
+    parts = path.relative_to(top).parts
+    return not any(p.startswith('.') or p == '__MACOSX' for p in parts) and not path.stem.endswith('-checkpoint')
+
+
+def find_students(submissions, work, assignment, regexp=DEFAULT_REGEXP):
+    """{student: folder holding their notebooks}, and problems found on the way."""
+    submissions = Path(submissions)
+    if not submissions.is_dir():
+        raise SystemExit(f'no such folder: {submissions}')
+    students, problems = {}, []
+    for entry in sorted(submissions.iterdir()):
+        if entry.is_dir() and visible(entry, submissions):
+            students[entry.name] = entry
+    files = [e for e in sorted(submissions.iterdir())
+             if e.is_file() and visible(e, submissions) and (e.suffix in ARCHIVES or e.suffix == '.ipynb')]
+    if files:
+        collected, trouble = zip_collect(files, Path(work) / 'collect', assignment, regexp)
+        problems += trouble
+        for student, folder in collected.items():
+            if student in students:
+                problems.append(dict(student=student, text=f'handed in both a folder and an archive; '
+                                     f'graded the folder {students[student].name}/'))
+            else:
+                students[student] = folder
+    return students, problems
+
+
+def zip_collect(files, work, assignment, regexp):
+    """nbgrader zip_collect on all the files at once; if it fails, on each file alone, so
+    one broken archive only costs its own student(s)."""
+    collected, problems = {}, []
+    if run_zip_collect(files, work / 'all', assignment, regexp) is None:
+        return students_in(work / 'all', assignment), problems
+    for i, f in enumerate(files):
+        error = run_zip_collect([f], work / f'{i:04d}', assignment, regexp)
+        if error is None:
+            for student, folder in students_in(work / f'{i:04d}', assignment).items():
+                collected.setdefault(student, folder)
+        else:
+            problems.append(dict(student=f.name.split('.')[0], text=f'{f.name}: nbgrader zip_collect '
+                                 f'could not collect it: {error}'))
+    return collected, problems
+
+
+def run_zip_collect(files, course, assignment, regexp):
+    shutil.rmtree(course, ignore_errors=True)
+    archive = course / 'downloaded' / assignment / 'archive'
+    archive.mkdir(parents=True)
+    for f in files:
+        shutil.copy(f, archive / f.name)
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ.get("PATH", "")}')
+    run = subprocess.run([str(bin_dir / 'nbgrader'), 'zip_collect', assignment, '--force',
+                          f'--FileNameCollectorPlugin.named_regexp={regexp}', '--log-level=ERROR'],
+                         cwd=course, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.strip()]
+        return lines[-1] if lines else f'exit code {run.returncode}'
+    return None
+
+
+def students_in(course, assignment):
+    submitted = course / 'submitted'
+    if not submitted.is_dir():
+        return {}
+    return {d.name: d / assignment for d in sorted(submitted.iterdir()) if (d / assignment).is_dir()}
+
+
+# ---------------------------------------------------------------- which file is which notebook
+
+def pick(folder, names, known=()):
+    """{notebook name: file} for the release's notebooks found in a student's folder, and
+    problems: missing notebooks, extra ones, several copies, a renamed copy used instead.
+    `known`: the assignment's notebooks not graded this time, passed over in silence."""
+    folder = Path(folder)
+    files = sorted((p for p in folder.rglob('*.ipynb') if p.is_file() and visible(p, folder)),
+                   key=lambda p: (len(p.relative_to(folder).parts), str(p)))
+    picked, problems = {}, []
+    for name in names:
+        found = [p for p in files if p.name == f'{name}.ipynb']
+        if found:
+            picked[name] = found[0]
+            if len(found) > 1:
+                problems.append(dict(notebook=name, text=f'{len(found)} copies of {name}.ipynb; graded '
+                                     f'{found[0].relative_to(folder)}'))
+    rest = [p for p in files if p not in picked.values() and (p.stem in names or p.stem not in known)]
+    for name in names:
+        if name in picked:
+            continue
+        copies = [p for p in rest if name in p.stem]
+        if len(copies) == 1:
+            picked[name] = copies[0]
+            rest.remove(copies[0])
+            problems.append(dict(notebook=name, text=f'{name}.ipynb is missing; graded '
+                                 f'{copies[0].relative_to(folder)} in its place'))
+        else:
+            problems.append(dict(notebook=name, text=f'{name}.ipynb is missing'))
+    for p in rest:
+        problems.append(dict(text=f'extra notebook {p.relative_to(folder)} is not part of the '
+                             'assignment; not graded'))
+    return picked, problems
+
+
+# ---------------------------------------------------------------- reading and repairing one notebook
+
+def read(raw):
+    """The notebook in `raw` (bytes), or None and why it cannot be read."""
+    if not raw.strip():
+        return None, 'is an empty file'
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        return None, 'is not a text file, so not a notebook'
+    except json.JSONDecodeError as e:
+        return None, f'is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}): cut short or edited by hand?'
+    if not isinstance(data, dict) or not isinstance(data.get('cells', data.get('worksheets')), list):
+        return None, 'is JSON but not a Jupyter notebook (it has no list of cells)'
+    try:
+        return nbformat.reads(raw.decode('utf-8'), as_version=4, capture_validation_error={}), None
+    except Exception as e:
+        return None, f'is not a notebook nbformat can read ({type(e).__name__}: {e})'
+
+
+def clean_cell(cell):
+    """A fresh cell with only the type, the source and nbgrader's metadata of `cell`: the
+    rest (outputs, tags such as skip-execution, odd fields) never reaches the grader."""
+    kind = cell.get('cell_type')
+    source = cell.get('source', '')
+    if isinstance(source, list):
+        source = ''.join(str(s) for s in source)
+    make = {'code': new_code_cell, 'markdown': new_markdown_cell, 'raw': new_raw_cell}.get(kind, new_markdown_cell)
+    new = make(str(source))
+    meta = cell.get('metadata')
+    nbg = meta.get('nbgrader') if isinstance(meta, dict) else None
+    if isinstance(nbg, dict) and isinstance(nbg.get('grade_id'), str):
+        new.metadata['nbgrader'] = copy.deepcopy(nbg)
+    return new
+
+
+def execution_tags(cell):
+    meta = cell.get('metadata')
+    tags = meta.get('tags') if isinstance(meta, dict) else None
+    return [t for t in tags if t in ('skip-execution', 'raises-exception')] if isinstance(tags, list) else []
+
+
+def names(ids):
+    return ', '.join(ids)
+
+
+def repair(raw, release):
+    """(notebook to grade, problems) for the bytes a student handed in, against `release`
+    (a course.Notebook): cells are matched by grade id and laid out in the release's order,
+    read-only cells are the release's, deleted cells come back, a cell's extra copies and
+    cells unknown to this release stay as the student's own cells next to where they were."""
+    nb, why = read(raw)
+    if nb is None:
+        return None, [dict(text=f'{release.name}.ipynb {why}')]
+    problems = []
+    cells = [c for c in nb.get('cells', []) if isinstance(c, dict)]
+    tagged = [str(i + 1) for i, c in enumerate(cells) if execution_tags(c)]
+    cells = [clean_cell(c) for c in cells]
+    if tagged:
+        problems.append(dict(text=f'cells {names(tagged)} carried skip-execution/raises-exception '
+                             'tags; ignored'))
+
+    where = defaultdict(list)
+    for i, c in enumerate(cells):
+        if grade_id(c):
+            where[grade_id(c)].append(i)
+    unknown = [g for g in where if g not in release.cells]
+    doubled = [g for g in release.order if len(where.get(g, [])) > 1]
+    kept = {where[g][-1]: g for g in where if g in release.cells}  # the last copy, as nbgrader does
+    for i, c in enumerate(cells):
+        if grade_id(c) and i not in kept:
+            del c.metadata['nbgrader']
+
+    present = sorted(kept.values(), key=lambda g: where[g][-1])
+    if present != [g for g in release.order if g in present]:
+        problems.append(dict(text='cells were moved around; graded in the release\'s order'))
+
+    after = defaultdict(list)  # the student's own cells, after the release cell they followed
+    anchor = None
+    for i, c in enumerate(cells):
+        if i in kept:
+            anchor = kept[i]
+        else:
+            after[anchor].append(c)
+
+    out, deleted, edited, older, retyped, repointed = list(after[None]), [], [], [], [], []
+    for g in release.order:
+        ref = release.cells[g]
+        if g not in where:
+            deleted.append(g)
+            out.append(copy.deepcopy(ref))
+        else:
+            mine = cells[where[g][-1]]
+            if mine.cell_type != ref.cell_type:  # nbgrader would turn it back too
+                retyped.append(g)
+            theirs = mine.metadata['nbgrader']
+            if g in release.points and theirs.get('points') != ref.metadata.nbgrader['points']:
+                repointed.append(f'{g} ({theirs.get("points")} instead of {ref.metadata.nbgrader["points"]:g})')
+            fixed = copy.deepcopy(ref)
+            if g in release.locked:
+                if mine.source.strip() != ref.source.strip():
+                    if theirs.get('checksum') not in (None, ref.metadata.nbgrader.get('checksum')):
+                        older.append(g)
+                    else:
+                        edited.append(g)
+            else:
+                fixed.source = mine.source
+            out.append(fixed)
+        out.extend(after[g])
+
+    if unknown or older:
+        problems.append(dict(text='made from an older release (' + names(unknown + older) +
+                             ' differ from the current one); graded against the current release' +
+                             (f', with {names(deleted)} added' if deleted else '')))
+    elif deleted:
+        problems.append(dict(text=f'deleted {names(deleted)}; put back from the release'))
+    if doubled:
+        problems.append(dict(text=f'{names(doubled)} appear more than once; all copies ran, '
+                             'top to bottom, and the last one counts as the graded cell'))
+    if retyped:
+        problems.append(dict(text=f'{names(retyped)} changed cell type; graded as in the release'))
+    if edited:
+        problems.append(dict(text=f'edited the read-only {names(edited)}; graded with the originals'))
+    if repointed:
+        problems.append(dict(text=f'changed the points of {names(repointed)}; put back'))
+
+    fixed_nb = nbformat.v4.new_notebook(cells=out, metadata=copy.deepcopy(release.release.metadata))
+    nbformat.validate(fixed_nb)
+    return fixed_nb, problems

@@ -1,0 +1,372 @@
+"""`make grade` on a class full of bad submissions: every student gets the score their
+honest work deserves and a clear line for each problem, and the good students in the same
+run get full marks. The class is made here from the solutions and the release, and graded
+in ONE run of the grading entry point, as the Makefile runs it."""
+import csv
+import json
+import subprocess
+import sys
+import zipfile
+
+import nbformat
+import pytest
+from nbgrader.utils import compute_checksum
+
+from grading.report import table
+from tests.kit import ASSIGNMENT, ROOT, blank, cell, solved
+
+NB = '01_atomic_backprop'
+CELL_TIMEOUT, MEMORY_MB = 5, 1024
+
+
+def edit(nb, gid, old, new):
+    c = cell(nb, gid)
+    assert old in c.source, f'{gid} no longer holds {old!r}: update this test'
+    c.source = c.source.replace(old, new, 1)
+    return nb
+
+
+def at(nb, gid):
+    return next(i for i, c in enumerate(nb.cells) if c.metadata.get('nbgrader', {}).get('grade_id') == gid)
+
+
+def added(nb, after, source):
+    nb.cells.insert(at(nb, after) + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+# ---------------------------------------------------------------- slips in the work itself
+
+def fanout_slip(nb):  # stage 1 forgets the second contribution to dcounts
+    return edit(nb, 'stage1', '    dcounts += dcounts_sum\n', '')
+
+
+def bias_slip(nb):  # stage 2 sums db2 over the wrong dimension
+    return edit(nb, 'stage2', 'db2 = dlogits.sum(0)', 'db2 = dlogits.sum(1)')
+
+
+def bessel_slip(nb):  # stage 3 divides the variance's gradient by n, not n - 1
+    return edit(nb, 'stage3', 'torch.ones_like(bndiff) / (n - 1) * dbnvar', 'torch.ones_like(bndiff) / n * dbnvar')
+
+
+def first_layer_slip(nb):
+    return edit(nb, 'stage4', 'db1 = dhprebn.sum(0)', 'db1 = dhprebn.sum(1)')
+
+
+# ---------------------------------------------------------------- the class
+
+def older_release():
+    """A solved notebook as an earlier release would have made it: a read-only cell worded
+    differently (with that release's checksum) and a cell id that has since been renamed."""
+    nb = solved(NB)
+    data = edit(nb, 'data', "print(f'{len(words)} names", "print(f'{len(words)} words")
+    data = cell(nb, 'data')
+    data.metadata.nbgrader['checksum'] = compute_checksum(data)
+    cell(nb, 'run_stage1').metadata.nbgrader['grade_id'] = 'run_cross_entropy'
+    return nb
+
+
+def deleted_cells():
+    nb = solved(NB)
+    for gid in ('imports', 'run_stage3', 'test_stage2'):
+        del nb.cells[at(nb, gid)]
+    return nb
+
+
+def duplicated_cells():
+    nb = solved(NB)
+    for gid in ('stage3', 'test_stage1'):
+        copy = nbformat.from_dict(json.loads(json.dumps(cell(nb, gid))))
+        copy.id = f'copy-of-{gid}'
+        nb.cells.insert(at(nb, gid), copy)
+    return nb
+
+
+def retyped_cells():
+    nb = solved(NB)
+    for gid, kind in (('stage4', 'markdown'), ('forward', 'raw')):
+        c = cell(nb, gid)
+        nb.cells[at(nb, gid)] = nbformat.from_dict(dict(cell_type=kind, id=c.id, metadata=c.metadata, source=c.source))
+    return nb
+
+
+def loops_forever():
+    nb = edit(solved(NB), 'stage2', '    dh = dlogits @ W2.T', '    while True:\n        pass\n    dh = dlogits @ W2.T')
+    return edit(nb, 'stage3', '    dbnbias =', '    import signal\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n'
+                '    while True:\n        pass\n    dbnbias =')
+
+
+def eats_memory():
+    return edit(solved(NB), 'stage3', '    dbnbias =', '    hog = []\n    while True:\n'
+                '        hog.append(torch.ones(10_000_000))\n    dbnbias =')
+
+
+def exits_and_crashes():
+    nb = solved(NB)
+    cell(nb, 'stage1').source += '\n\nimport sys\nsys.exit()'
+    return edit(nb, 'stage4', '    dembcat =', '    import os\n    os._exit(1)\n    dembcat =')
+
+
+def raises():
+    nb = edit(solved(NB), 'stage1', 'dlogprobs[range(n), Yb]', 'dlogprobs[range(n + 1), Yb]')
+    nb.cells.append(nbformat.v4.new_code_cell('ratio = 1 / 0'))
+    return nb
+
+
+def prints_too_much():
+    nb = edit(solved(NB), 'stage2', '    dh = dlogits @ W2.T', '    for i in range(100_000):\n        print(i)\n'
+              '    dh = dlogits @ W2.T')
+    return added(nb, 'test_stage4', "print('x' * 5_000_000)")
+
+
+def redefines_cmp():
+    nb = bias_slip(solved(NB))
+    cell(nb, 'stage2').source += ("\n\ndef cmp(name, dt, t):\n"
+                                  "    print(f'{name:15s} | exact: True  | approximate: True  | maxdiff: 0.0e+00')")
+    return nb
+
+
+def patches_checks():
+    nb = bessel_slip(solved(NB))
+    cell(nb, 'stage3').source += ('\n\nimport checks.atomic\nchecks.atomic.check_stage = lambda *args, **kwargs: None\n'
+                                  'def expect_grads(*args, **kwargs):\n    pass')
+    return nb
+
+
+def skips_checks():
+    nb = first_layer_slip(solved(NB))
+    cell(nb, 'stage4').source += ('\n\nimport checks.core, checks.atomic\n'
+                                  'checks.core.put_back = lambda: None\n'
+                                  'checks.atomic.check_stage = lambda *args, **kwargs: None\n'
+                                  'def expect_grads(*args, **kwargs):\n    pass')
+    return nb
+
+
+def patches_torch():
+    nb = fanout_slip(solved(NB))
+    cell(nb, 'stage1').source += ('\n\nimport builtins\n'
+                                  'torch.allclose = lambda *args, **kwargs: True\n'
+                                  'torch.testing.assert_close = lambda *args, **kwargs: None\n'
+                                  'builtins.AssertionError = Warning')
+    return edit(first_layer_slip(nb), 'stage4', '    dembcat =', '    torch.allclose = lambda *a, **k: True\n'
+                '    torch.isclose = lambda a, b, **k: torch.ones_like(a, dtype=torch.bool)\n    dembcat =')
+
+
+def silences_tracebacks():
+    nb = bias_slip(solved(NB))
+    cell(nb, 'stage2').source += ('\n\nimport os, sys\nip = get_ipython()\n'
+                                  'ip.showtraceback = lambda *args, **kwargs: None\n'
+                                  'ip.set_custom_exc((Exception,), lambda *args, **kwargs: None)\n'
+                                  'sys.excepthook = lambda *args: None\n'
+                                  "sys.stderr = open(os.devnull, 'w')")
+    return nb
+
+
+def copies_grad():
+    return edit(solved(NB), 'stage2', 'dh = dlogits @ W2.T', 'dh = h.grad')
+
+
+def hard_codes():
+    nb = edit(solved(NB), 'stage1', 'n = logprobs.shape[0]', 'n = 32')
+    pasted = ', '.join(f'{0.001 * k - 0.013:.4f}' for k in range(27))
+    return edit(nb, 'stage2', 'db2 = dlogits.sum(0)', f'db2 = torch.tensor([{pasted}])')
+
+
+def edits_locked():
+    nb = fanout_slip(solved(NB))
+    cell(nb, 'test_stage1').source = 'pass'
+    cell(nb, 'forward').source += '\nloss = loss * 0'
+    cell(nb, 'test_stage2').metadata.nbgrader['points'] = 20
+    return nb
+
+
+def write(folder, name, nb):
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / name)
+
+
+# student: (notebooks to write, score per graded cell, what the problem lines must say)
+FULL = dict(test_stage1=3, test_stage2=2, test_stage3=3, test_stage4=2)
+CLASS = {
+    'good_alice': (lambda: solved(NB), FULL, []),
+    'good_bob_zip': (None, FULL, []),
+    'blank_release': (lambda: blank(NB), dict(test_stage1=0, test_stage2=0, test_stage3=0, test_stage4=0),
+                      ['run_stage1: not written yet', 'run_stage2: not written yet',
+                       'run_stage3: not written yet', 'run_stage4: not written yet']),
+    'empty_file': (None, dict(FULL, **{k: 0 for k in FULL}), ['is an empty file']),
+    'bad_json': (None, dict(FULL, **{k: 0 for k in FULL}), ['is not valid JSON']),
+    'missing_notebook': (None, dict(FULL, **{k: 0 for k in FULL}), ['01_atomic_backprop.ipynb is missing']),
+    'extra_notebook': (None, FULL, ['extra notebook scratch.ipynb is not part of the assignment']),
+    'older_release': (older_release, FULL, ['made from an older release (run_cross_entropy, data differ '
+                                            'from the current one); graded against the current release, '
+                                            'with run_stage1 added']),
+    'deleted_cells': (deleted_cells, FULL, ['deleted imports, test_stage2, run_stage3; put back from the release']),
+    'duplicated_cells': (duplicated_cells, FULL, ['test_stage1, stage3 appear more than once; all copies ran']),
+    'retyped_cells': (retyped_cells, FULL, ['forward, stage4 changed cell type; graded as in the release']),
+    'loops_forever': (loops_forever, dict(FULL, test_stage2=0, test_stage3=0),
+                      [f'run_stage2: stopped after {CELL_TIMEOUT} s, the time limit per cell',
+                       'run_stage3: stopped after 5 s, the time limit per cell, and it ignored the interrupt']),
+    'eats_memory': (eats_memory, dict(FULL, test_stage3=0),
+                    [f'run_stage3: ran out of memory (the limit is {MEMORY_MB} MB)']),
+    'exits_and_crashes': (exits_and_crashes, dict(FULL, test_stage4=0),
+                          ['stage1: called sys.exit()', 'run_stage4: the kernel died running this cell']),
+    'raises': (raises, dict(FULL, test_stage1=0),
+               ['run_stage1: IndexError', 'added cell "ratio = 1 / 0": ZeroDivisionError']),
+    'prints_too_much': (prints_too_much, FULL,
+                        ['run_stage2: printed too much; the grader dropped',
+                         'added cell "print(\'x\' * 5_000_000)": printed too much; the grader dropped']),
+    'redefines_cmp': (redefines_cmp, dict(FULL, test_stage2=0),
+                      ['stage2: redefines `cmp`, which the kit provides', 'test_stage2: db2 has shape (32,) but should have (27,)']),
+    'patches_checks': (patches_checks, dict(FULL, test_stage3=0),
+                       ["stage3: imports the grader's checks", 'stage3: replaces `checks.atomic.check_stage`',
+                        'stage3: redefines `expect_grads`, which the kit provides',
+                        'test_stage3: stage 3 (batchnorm), fresh batch with n=32, n_hidden=64, seed=1: dbndiff2 has the '
+                        'right direction but is 31/32']),
+    'skips_checks': (skips_checks, dict(FULL, test_stage4=0),
+                     ["stage4: imports the grader's checks", 'stage4: replaces `checks.core.put_back`',
+                      'stage4: replaces `checks.atomic.check_stage`',
+                      'stage4: redefines `expect_grads`, which the kit provides',
+                      'test_stage4: its hidden check never said it passed']),
+    'patches_torch': (patches_torch, dict(FULL, test_stage1=0, test_stage4=0),
+                      ['stage1: imports builtins', 'stage1: replaces `torch.allclose`',
+                       'stage1: replaces `torch.testing.assert_close`', 'stage1: replaces `builtins.AssertionError`',
+                       'stage4: replaces `torch.allclose`', 'stage4: replaces `torch.isclose`',
+                       # the visible check passed with torch.allclose replaced; the hidden one did not
+                       'test_stage1: stage 1 (cross-entropy), fresh batch with n=32, n_hidden=64, seed=1: dcounts '
+                       'differs from PyTorch', 'test_stage4: db1 has shape (32,) but should have (64,)']),
+    'silences_tracebacks': (silences_tracebacks, dict(FULL, test_stage2=0),
+                            ['stage2: silences tracebacks (replaces `ip.showtraceback`)',
+                             'stage2: silences tracebacks (uses `ip.set_custom_exc`)',
+                             'stage2: silences tracebacks (replaces `sys.excepthook`)',
+                             'stage2: replaces `sys.stderr`', 'test_stage2: db2 has shape (32,) but should have (27,)']),
+    'copies_grad': (copies_grad, dict(FULL, test_stage2=0),
+                    ['stage2: reads `.grad` inside `backprop_layer2`', 'test_stage2: stage 2 (second layer and tanh), '
+                     'fresh batch with n=32, n_hidden=64, seed=1: backprop_layer2 raised TypeError']),
+    'hard_codes': (hard_codes, dict(FULL, test_stage1=0, test_stage2=0),
+                   ['stage2: has 28 numbers typed in', 'test_stage1: stage 1 (cross-entropy), fresh batch with n=5',
+                    'test_stage2: db2 differs from PyTorch in 27 of 27 entries']),
+    'edits_locked': (edits_locked, dict(FULL, test_stage1=0),
+                     ['edited the read-only forward, test_stage1; graded with the originals',
+                      'changed the points of test_stage2 (20 instead of 2); put back',
+                      'test_stage1: dcounts differs from PyTorch']),
+}
+
+
+def make_class(folder):
+    for student, (make, _, _) in CLASS.items():
+        if make is not None:
+            write(folder / student, f'{NB}.ipynb', make())
+    good = nbformat.writes(solved(NB)).encode()
+    with zipfile.ZipFile(folder / 'good_bob_zip.zip', 'w') as z:  # zip_collect: one archive per student
+        z.writestr(f'{NB}.ipynb', good)
+        z.writestr(f'.ipynb_checkpoints/{NB}-checkpoint.ipynb', good)
+    (folder / 'empty_file').mkdir()
+    (folder / 'empty_file' / f'{NB}.ipynb').write_bytes(b'')
+    (folder / 'bad_json').mkdir()
+    (folder / 'bad_json' / f'{NB}.ipynb').write_bytes(good[:len(good) // 2])
+    (folder / 'missing_notebook').mkdir()
+    (folder / 'missing_notebook' / 'notes.txt').write_text('I ran out of time, sorry')
+    write(folder / 'extra_notebook', f'{NB}.ipynb', solved(NB))
+    write(folder / 'extra_notebook', 'scratch.ipynb', blank(NB))
+
+
+@pytest.fixture(scope='module')
+def graded(tmp_path_factory):
+    """The class graded by one run of the entry point, as `make grade` runs it."""
+    top = tmp_path_factory.mktemp('class')
+    make_class(top / 'submissions')
+    run = subprocess.run([sys.executable, '-m', 'grading', str(top / 'submissions'), '--out', str(top / 'grades'),
+                          '--jobs', '2', '--timeout', str(CELL_TIMEOUT), '--notebook-timeout', '120',
+                          '--memory-limit', str(MEMORY_MB), '--keep-work', '--notebooks', NB],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = top / 'grades'
+    with open(out / 'grades.csv') as f:
+        rows = list(csv.DictReader(f))
+    with open(out / 'problems.csv') as f:
+        problems = list(csv.DictReader(f))
+    return dict(out=out, stdout=run.stdout, stderr=run.stderr, rows={r['student']: r for r in rows},
+                problems=problems)
+
+
+def lines_of(graded, student):
+    return [f"{p['cell']}: {p['problem']}" for p in graded['problems'] if p['student'] == student]
+
+
+def test_every_student_is_graded_once_with_the_points_each_column_is_out_of(graded):
+    rows = graded['rows']
+    assert set(rows) == set(CLASS) | {'(out of)'}
+    assert rows['(out of)'][f'{NB}/test_stage1'] == '3' and rows['(out of)']['total'] == '10'
+
+
+@pytest.mark.parametrize('student', CLASS)
+def test_each_student_scores_what_their_honest_work_deserves(graded, student):
+    _, expected, _ = CLASS[student]
+    row = graded['rows'][student]
+    assert {gid: float(row[f'{NB}/{gid}']) for gid in FULL} == expected
+    assert float(row['total']) == sum(expected.values()) == float(row[NB])
+
+
+@pytest.mark.parametrize('student', CLASS)
+def test_each_problem_gets_one_clear_line_naming_what_was_wrong(graded, student):
+    _, _, expected = CLASS[student]
+    lines = lines_of(graded, student)
+    for phrase in expected:
+        assert any(phrase in line for line in lines), f'{student}: no line says {phrase!r}:\n' + '\n'.join(lines)
+    assert len(lines) == len(expected), f'{student}: unexpected lines:\n' + '\n'.join(lines)
+
+
+def test_problem_lines_give_the_score_of_the_stage_or_notebook_they_cost(graded):
+    scores = {(p['student'], p['cell']): p['score'] for p in graded['problems']}
+    assert scores[('loops_forever', 'run_stage2')] == '0/2'
+    assert scores[('exits_and_crashes', 'stage1')] == '3/3'  # sys.exit() after the answer costs nothing
+    assert scores[('bad_json', '-')] == '0/10'
+    assert scores[('deleted_cells', '-')] == '10/10'
+
+
+def test_the_problem_table_is_printed_at_the_end(graded):
+    rows = [(p['student'], p['notebook'], p['cell'], p['score'], p['problem']) for p in graded['problems']]
+    assert graded['stdout'].endswith(table(rows))
+    assert (graded['out'] / 'problems.txt').read_text() == table(rows)
+
+
+def test_feedback_summary_and_the_class_gradebook_hold_every_student(graded):
+    from nbgrader.api import Gradebook
+    unreadable = {'empty_file', 'bad_json', 'missing_notebook'}
+    for student in CLASS:
+        html = graded['out'] / 'feedback' / student / ASSIGNMENT / f'{NB}.html'
+        assert html.exists() == (student not in unreadable), student
+    assert 'hidden check passed: stage 4' in (graded['out'] / 'feedback' / 'good_bob_zip' / ASSIGNMENT /
+                                              f'{NB}.html').read_text()
+    assert (graded['out'] / 'summary.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    with Gradebook(f'sqlite:///{graded["out"] / "gradebook.db"}') as gb:
+        assert {s.id for s in gb.students} == set(CLASS)
+        for student, (_, expected, _) in CLASS.items():
+            assert gb.find_submission(ASSIGNMENT, student).score == sum(expected.values())
+
+
+@pytest.mark.filterwarnings('ignore:Object of type')  # nbgrader's API, adding a submission
+def test_scores_can_go_into_an_existing_course_gradebook(graded, tmp_path):
+    """--db-url: what each student scored lands in a gradebook that already holds the assignment."""
+    import shutil
+    from nbgrader.api import Gradebook
+    from grading.__main__ import record
+    from grading.course import Assignment
+    template = graded['out'] / 'work' / 'template'
+    shutil.copy(template / 'gradebook.db', tmp_path / 'course.db')
+    url = f'sqlite:///{tmp_path / "course.db"}'
+    record(url, Assignment(template, ASSIGNMENT), dict(student='zoe', scores={NB: dict(FULL, test_stage3=1.5)}))
+    with Gradebook(url) as gb:
+        assert gb.find_submission(ASSIGNMENT, 'zoe').score == 8.5
+
+
+def test_the_demo_class_holds_a_solution_a_blank_and_typical_slips(graded, tmp_path):
+    from grading import demo
+    from grading.course import Assignment
+    made = demo.build(tmp_path / 'demo', Assignment(graded['out'] / 'work' / 'template', ASSIGNMENT))
+    assert sorted(p.name for p in made.iterdir()) == ['ada_solution', 'ben_blank', 'cy_bessel', 'di_fanout',
+                                                      'ed_batch32', 'fay_renamed']
+    solution = nbformat.read(made / 'ada_solution' / f'{NB}.ipynb', as_version=4)
+    assert solution.cells[at(solution, 'stage3')].source == cell(solved(NB), 'stage3').source
+    slip = nbformat.read(made / 'cy_bessel' / f'{NB}.ipynb', as_version=4)
+    assert [c.source for c in slip.cells] == [c.source for c in bessel_slip(solved(NB)).cells]
