@@ -223,4 +223,4 @@ def check_trained(parameters):
         raise GradingError('the trained parameters hold NaN or inf: the training diverged')
     steps = steps_from_env()
     expect_losses(*split_losses(parameters), steps)
-    passed(f'the grader\'s own loss measurement after {steps} steps')
+    passed('the trained network, measured again by the grader')  # fixed text: the grader matches it

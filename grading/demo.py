@@ -11,6 +11,8 @@ import nbformat
 
 from grading.course import grade_id
 
+STEPS = 2000  # BPN_STEPS for the demo class, unless set already
+
 # typical slips in notebook 1: (student, cell, text in the solution, what they wrote instead)
 MISTAKES = [
     ('cy_bessel', 'stage3', 'torch.ones_like(bndiff) / (n - 1) * dbnvar', 'torch.ones_like(bndiff) / n * dbnvar'),
