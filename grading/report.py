@@ -97,7 +97,8 @@ def plot(path, assignment, results):
         zero.append(sum(g <= 0 for g in got))
         part.append(n - full[-1] - zero[-1])
         mean.append(sum(got) / top / max(n, 1))
-    labels = [f'{name[:2]} {assignment.notebooks[name].labels[gid]}' for name, gid in stages]
+    headings = [f'{name[:2]} {assignment.notebooks[name].labels[gid]}' for name, gid in stages]
+    labels = [f'{h} ({gid})' if headings.count(h) > 1 else h for h, (_, gid) in zip(headings, stages)]
     hardest = min(range(len(stages)), key=lambda i: mean[i]) if stages else None
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 1.6 + 0.45 * max(len(stages), 4)),
