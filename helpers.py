@@ -77,6 +77,18 @@ def init_params(vocab_size=27, n_embd=10, n_hidden=64, block_size=3, g=None, dty
     return params
 
 
+def notebook1_batch(batch_size=32, n_embd=10, n_hidden=64, block_size=3):
+    """Notebook 1's parameters and batch, drawn from the seeded generator in the same order,
+    for the notebooks that pick up where it left off: (parameters, Xb, Yb, itos)."""
+    words = read_words()
+    stoi, itos = vocabulary(words)
+    (Xtr, Ytr), _, _ = split_dataset(words, stoi, block_size)
+    g = torch.Generator().manual_seed(SEED)
+    parameters = init_params(len(itos), n_embd, n_hidden, block_size, g=g)
+    ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
+    return parameters, Xtr[ix], Ytr[ix], itos
+
+
 def forward_atoms(params, Xb, Yb):
     """The lecture's forward pass cut into named steps (notebook 1 shows it line by line).
     Returns {name: tensor} for every intermediate and 'loss'; each intermediate keeps its

@@ -25,29 +25,19 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from helpers import SEED, cmp, forward_atoms, init_params, read_words, split_dataset, vocabulary
+from helpers import cmp, forward_atoms, notebook1_batch
 from checks.core import expect_grads
 
 # %% [markdown]
 # ## The network of notebook 1
-# Same names, same parameters, same batch of 32 (the same seeded generator, drawn in the
-# same order), so the loss is notebook 1's. `forward_atoms` (in `helpers.py`) is the
+# Same names, same parameters, same batch of 32: `notebook1_batch` (in `helpers.py`) draws
+# them from the same seeded generator in the same order, so the loss is notebook 1's. `forward_atoms` (in `helpers.py`) is the
 # chunked forward pass you backpropagated through atom by atom; it returns every
 # intermediate by name, and `loss.backward()` gives PyTorch's gradients to compare with.
 
 # %% locked id=data
-words = read_words()
-stoi, itos = vocabulary(words)
-vocab_size, block_size = len(itos), 3
-(Xtr, Ytr), (Xdev, Ydev), (Xte, Yte) = split_dataset(words, stoi, block_size)
-
-n_embd, n_hidden = 10, 64
-g = torch.Generator().manual_seed(SEED)
-parameters = init_params(vocab_size, n_embd, n_hidden, block_size, g=g)
-batch_size = 32
-n = batch_size
-ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
-Xb, Yb = Xtr[ix], Ytr[ix]
+parameters, Xb, Yb, itos = notebook1_batch()
+n, vocab_size = Xb.shape[0], len(itos)
 
 # %% locked id=forward
 atoms = forward_atoms(parameters, Xb, Yb)

@@ -27,28 +27,20 @@
 import matplotlib.pyplot as plt
 import torch
 
-from helpers import SEED, cmp, forward_atoms, init_params, numerical_grad, read_words, split_dataset, vocabulary
+from helpers import cmp, forward_atoms, notebook1_batch, numerical_grad
 from checks.batchnorm import expect_step
 
 # %% [markdown]
 # ## The network of notebook 1
-# Same names, same parameters, same batch of 32. `forward_atoms` (in `helpers.py`) runs
+# Same names, same parameters, same batch of 32, drawn by `notebook1_batch` (in
+# `helpers.py`) exactly as notebook 1 draws them. `forward_atoms` (also in `helpers.py`) runs
 # notebook 1's chunked forward pass and returns every intermediate by name; after
 # `loss.backward()` each one holds PyTorch's gradient, for `cmp`.
 
 # %% locked id=data
-words = read_words()
-stoi, itos = vocabulary(words)
-vocab_size, block_size = len(itos), 3
-(Xtr, Ytr), (Xdev, Ydev), (Xte, Yte) = split_dataset(words, stoi, block_size)
-
-n_embd, n_hidden = 10, 64
-g = torch.Generator().manual_seed(SEED)
-C, W1, b1, W2, b2, bngain, bnbias = parameters = init_params(vocab_size, n_embd, n_hidden, block_size, g=g)
-batch_size = 32
-n = batch_size
-ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
-Xb, Yb = Xtr[ix], Ytr[ix]
+parameters, Xb, Yb, itos = notebook1_batch()
+C, W1, b1, W2, b2, bngain, bnbias = parameters
+n, n_hidden = Xb.shape[0], W1.shape[1]
 
 # %% locked id=forward
 atoms = forward_atoms(parameters, Xb, Yb)

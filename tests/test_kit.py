@@ -99,3 +99,14 @@ def test_ci_runs_the_readme_test_command():
     assert 'make test' in (ROOT / '.ci' / 'run').read_text()
     readme = (ROOT / 'README.md').read_text()
     assert readme.index('make lab') < readme.index('make test') < readme.index('## Students')
+
+
+def test_later_notebooks_start_from_notebook_1s_batch_and_loss():
+    import nbformat
+    from helpers import forward_atoms, notebook1_batch
+    parameters, Xb, Yb, itos = notebook1_batch()
+    loss = forward_atoms(parameters, Xb, Yb)['loss'].item()
+    for name in ['01_atomic_backprop', '02_fused_cross_entropy', '03_fused_batchnorm']:
+        text = ''.join(o.get('text', '') for c in nbformat.read(SOLUTIONS / f'{name}.ipynb', as_version=4).cells
+                       if c.cell_type == 'code' for o in c.get('outputs', []))
+        assert f'loss {loss:.4f}' in text, name
