@@ -17,7 +17,7 @@ test: $(STAMP) $(VENV)/.installed-data
 # notebooks/ is generated from solutions/ and never edited by hand
 release: $(STAMP)
 	rm -rf notebooks/backprop_ninja
-	$(BIN)/nbgrader generate_assignment backprop_ninja --force --log-level=WARN
+	$(BIN)/nbgrader generate_assignment backprop_ninja --force --no-db --log-level=WARN
 
 # rebuild solutions/ from nbsrc/ (the notebooks' text sources) and execute them
 solutions: $(STAMP)
