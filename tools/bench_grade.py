@@ -29,6 +29,7 @@ def main():
     ap.add_argument('--students', type=int, default=8)
     args = ap.parse_args()
     os.environ['PATH'] = str(Path(sys.executable).parent) + os.pathsep + os.environ['PATH']
+    os.environ.setdefault('BPN_STEPS', str(demo.STEPS))  # as the demo: notebook 4 trains briefly
     top = Path(tempfile.mkdtemp(prefix='bench-grade-'))
     try:
         assignment = make_template(top / 'template', assignment_name())
@@ -37,7 +38,8 @@ def main():
         for i, kind in zip(range(args.students), itertools.cycle(kinds)):
             shutil.copytree(made / kind, top / 'class' / f'{kind}_{i:02d}')
         print(f'{args.students} submissions ({", ".join(kinds)}), {len(assignment.notebooks)} notebook(s), '
-              f'{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.1f}')
+              f'BPN_STEPS={os.environ["BPN_STEPS"]}, {os.cpu_count()} cores, '
+              f'load average before: {os.getloadavg()[0]:.1f}')
         print(f'{"workers":>7}  {"seconds":>7}  {"s per submission":>16}  {"submissions per minute":>22}')
         runs = {}
         for jobs in (1, 2):
