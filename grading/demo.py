@@ -22,6 +22,7 @@ MISTAKES = [
 
 
 def strip_markers(source):
+    """A solution cell as a student who got it right would hand it in."""
     return re.sub(r'^\s*### (BEGIN|END) SOLUTION\s*\n', '', source, flags=re.M)
 
 

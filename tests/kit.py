@@ -1,7 +1,6 @@
 """What the tests share: running notebooks with a real kernel, and an nbgrader course in
 a temporary folder where made-up students submit and the real CLI grades them."""
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +8,8 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from grading.demo import strip_markers
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / 'solutions' / 'backprop_ninja'
@@ -36,11 +37,6 @@ def cell(nb, grade_id):
     raise KeyError(grade_id)
 
 
-def strip_markers(source):
-    """A solution cell as a student who got it right would hand it in."""
-    return re.sub(r'^\s*### (BEGIN|END) SOLUTION\s*\n', '', source, flags=re.M)
-
-
 def solved(name):
     """The released notebook `name` with every answer cell filled in from the solution."""
     release = nbformat.read(RELEASE / f'{name}.ipynb', as_version=4)
@@ -56,13 +52,19 @@ def blank(name):
     return nbformat.read(RELEASE / f'{name}.ipynb', as_version=4)
 
 
+def edit(nb, grade_id, old, new):
+    """nb with the first `old` in cell `grade_id` replaced by `new`; `old` must be there."""
+    c = cell(nb, grade_id)
+    assert old in c.source, f'{grade_id} no longer holds {old!r}: update this test'
+    c.source = c.source.replace(old, new, 1)
+    return nb
+
+
 def mutated(name, *edits):
-    """The solved notebook `name` with (grade_id, old, new) replacements; each old must be there."""
+    """The solved notebook `name` with (grade_id, old, new) replacements."""
     nb = solved(name)
     for grade_id, old, new in edits:
-        c = cell(nb, grade_id)
-        assert old in c.source, f'{old!r} not in {grade_id}'
-        c.source = c.source.replace(old, new)
+        edit(nb, grade_id, old, new)
     return nb
 
 

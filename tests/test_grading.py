@@ -13,17 +13,10 @@ import pytest
 from nbgrader.utils import compute_checksum
 
 from grading.report import table
-from tests.kit import ASSIGNMENT, ROOT, blank, cell, solved
+from tests.kit import ASSIGNMENT, ROOT, blank, cell, edit, solved
 
 NB = '01_atomic_backprop'
 CELL_TIMEOUT, MEMORY_MB = 5, 1024
-
-
-def edit(nb, gid, old, new):
-    c = cell(nb, gid)
-    assert old in c.source, f'{gid} no longer holds {old!r}: update this test'
-    c.source = c.source.replace(old, new, 1)
-    return nb
 
 
 def at(nb, gid):
