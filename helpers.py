@@ -7,6 +7,11 @@ import torch
 
 NAMES_TXT = Path(__file__).resolve().parent / 'data' / 'names.txt'
 SEED = 2147483647
+BN_EPS = 1e-5  # the batchnorm epsilon: the notebooks, the checks and the grader all use this one
+# Tolerances, one home for each: float32 on a notebook's own batch (cmp's "approximate" and its
+# hints), float64 on the fresh batches of the visible and hidden checks.
+RTOL32, ATOL32 = 1e-5, 1e-7
+RTOL64, ATOL64 = 1e-6, 1e-10
 
 
 # ---------------------------------------------------------------- data
@@ -103,7 +108,7 @@ def forward_atoms(params, Xb, Yb):
     d['bndiff'] = d['hprebn'] - d['bnmeani']
     d['bndiff2'] = d['bndiff']**2
     d['bnvar'] = 1 / (n - 1) * d['bndiff2'].sum(0, keepdim=True)
-    d['bnvar_inv'] = (d['bnvar'] + 1e-5)**-0.5
+    d['bnvar_inv'] = (d['bnvar'] + BN_EPS)**-0.5
     d['bnraw'] = d['bndiff'] * d['bnvar_inv']
     d['hpreact'] = bngain * d['bnraw'] + bnbias
     d['h'] = torch.tanh(d['hpreact'])
