@@ -212,7 +212,7 @@ def assert_no_error_logged(lab):
 def test_a_students_first_unanswered_cell_says_not_written_yet(lab):
     page = lab['page']
     nb = run_all(lab, 'work/backprop_ninja', '01_atomic_backprop')
-    page.locator('.jp-NotebookPanel:visible .jp-OutputArea-output').first.scroll_into_view_if_needed()
+    page.locator('.jp-NotebookPanel:visible .jp-CodeCell', has_text="cmp('logprobs'").scroll_into_view_if_needed()
     shot(lab, 'lab-student-run-all')
     shut_down_kernels(lab)
     first = next(c for c in nb.cells if c.metadata.get('nbgrader', {}).get('grade_id') == 'run_stage1')
