@@ -129,8 +129,9 @@ def forward_atoms(params, Xb, Yb):
 
 # ---------------------------------------------------------------- comparing gradients
 
-def diagnose(dt, ref, name='d?', rtol=1e-5, atol=1e-7):
-    """None if dt matches ref to the tolerance, else one sentence saying what looks wrong."""
+def diagnose(dt, ref, name='d?', rtol=RTOL32, atol=ATOL32):
+    """None if dt matches ref to the tolerance, else one sentence saying what looks wrong.
+    Every hint below is given only where the same rtol and atol call dt wrong."""
     if dt is None:
         return f'{name} is None: the cell never assigned it, or the function forgot to return it.'
     if not isinstance(dt, torch.Tensor):
@@ -144,16 +145,30 @@ def diagnose(dt, ref, name='d?', rtol=1e-5, atol=1e-7):
         return None
     if not dt.any():
         return f'{name} is all zeros: nothing was ever written into it, or it was multiplied by a zero.'
-    if dt.dim() == 2 and dt.shape[0] == dt.shape[1] and torch.allclose(dt.T, ref, rtol=1e-5, atol=1e-7):
+    if dt.dim() == 2 and dt.shape[0] == dt.shape[1] and torch.allclose(dt.T, ref, rtol=rtol, atol=atol):
         return f'{name} is transposed: check the order of the matrix product (or use .T).'
     ratio = (dt * ref).sum() / (ref * ref).sum()
-    if torch.allclose(dt, ratio * ref, rtol=1e-4, atol=1e-7):
+    if torch.allclose(dt, ratio * ref, rtol=10 * rtol, atol=atol):
         return f'{name} has the right direction but is {_ratio_words(ratio.item())}.'
     wrong = ~torch.isclose(dt, ref, rtol=rtol, atol=atol)
     worst = torch.unravel_index((dt - ref).abs().argmax(), dt.shape)
-    return (f'{name} differs from PyTorch in {wrong.sum().item()} of {wrong.numel()} entries, '
-            f'most at index {tuple(int(i) for i in worst)}. Check the local derivative, and '
-            'where a value fans out to several uses, add up (+=) the gradients of them all.')
+    where = (f'{name} differs from PyTorch in {wrong.sum().item()} of {wrong.numel()} entries, '
+             f'most at index {tuple(int(i) for i in worst)}.')
+    if dt.dim() >= 2 and _whole_rows_off(wrong.flatten(1), ref.flatten(1)):
+        return (where + ' Whole rows are off while other rows are right: rows read more than once '
+                '(a repeated index, as in C[Xb]) need the sum of all their gradients. An indexed '
+                '`+=`, as in dC[Xb] += demb, keeps only one of them; index_add_ (or a loop over '
+                'the examples) adds them all.')
+    return (where + ' Check the local derivative, and where a value fans out to several uses, '
+            'sum the gradients of all of them.')
+
+
+def _whole_rows_off(wrong, ref):
+    """Whether the wrong entries fill whole rows (most of each row) while some rows with a
+    gradient in them are right: the mark of gradients lost for repeated indices."""
+    off = wrong.any(1)
+    right_rows = ~off & (ref != 0).any(1)
+    return bool(off.any() and right_rows.any() and (wrong[off].float().mean(1) > 0.5).all())
 
 
 def _shape_hint(dt, ref, name):
@@ -207,11 +222,11 @@ def cmp(name, dt, t):
         return
     ok_shape = isinstance(dt, torch.Tensor) and dt.shape == ref.shape
     exact = ok_shape and torch.equal(dt.to(ref.dtype), ref)
-    approx = ok_shape and torch.allclose(dt.to(ref.dtype), ref)
+    approx = ok_shape and torch.allclose(dt.to(ref.dtype), ref, rtol=RTOL32, atol=ATOL32)
     maxdiff = f'{(dt - ref).abs().max().item():.1e}' if ok_shape else '   -   '
     print(f'{name:15s} | exact: {exact!s:5} | approximate: {approx!s:5} | maxdiff: {maxdiff} '
           f'| shape {"ok" if ok_shape else "WRONG"}')
-    hint = diagnose(dt, ref, 'd' + name)
+    hint = diagnose(dt, ref, 'd' + name, rtol=RTOL32, atol=ATOL32)
     if hint and not approx:
         print(f'{"":15s}   hint: {hint}')
 

@@ -130,7 +130,10 @@ print(f'loss {loss.item():.4f}')
 #   Sum over the copied dimension and keep it (`keepdim=True`) so the shape matches.
 # - **A value can feed more than one line.** `counts` feeds `probs` directly and also
 #   through `counts_sum`; `logits` feeds `norm_logits` directly and through
-#   `logit_maxes`. Write the first contribution, then *add* (`+=`) the second.
+#   `logit_maxes`. Write the first contribution, then *add* (`+=`) the second. Mind
+#   that `+=` changes the tensor in place: after `dlogits = dnorm_logits`, both names
+#   are one tensor, and `dlogits += ...` changes `dnorm_logits` too. Start from a copy,
+#   `dlogits = dnorm_logits.clone()`, or write the sum out: `dlogits = dnorm_logits + ...`.
 #
 # And the max: `logit_maxes[i]` is a copy of one entry of row `i` of `logits`, so its
 # gradient flows back to that one entry (the argmax) and nowhere else.
@@ -199,9 +202,15 @@ from checks.atomic import check_stage
 check_stage(1, backprop_cross_entropy)
 ### END HIDDEN TESTS
 
+# %% locked id=dlogit_maxes
+print("PyTorch's dlogit_maxes, the first 8 rows:")
+print(' '.join(f'{v:.1e}' for v in logit_maxes.grad[:8, 0].tolist()))
+print(f'largest of all {logit_maxes.grad.numel()}: {logit_maxes.grad.abs().max().item():.1e}')
+
 # %% [markdown]
-# Look at `dlogit_maxes`: it is tiny, around $10^{-9}$, not exactly zero. In exact
-# arithmetic it *is* zero: subtracting the same number from every logit of a row leaves
+# Look at `dlogit_maxes` (PyTorch's is printed above; yours, once it matches, is the same):
+# a few $10^{-9}$ at most, but not all zero. In exact arithmetic it *is* zero:
+# subtracting the same number from every logit of a row leaves
 # the softmax, and so the loss, unchanged. The max is there only to keep `exp` from
 # overflowing, and its gradient is float rounding.
 #
@@ -264,7 +273,9 @@ check_stage(2, backprop_layer2)
 # - `bndiff2 = bndiff ** 2`.
 # - `bndiff` is used twice, in `bnraw` and in `bndiff2`: add the two contributions.
 # - `bndiff = hprebn - bnmeani` and `bnmeani` is the mean of `hprebn`: `hprebn` is used
-#   twice too (directly, and through the mean), so `dhprebn` has two parts.
+#   twice too (directly, and through the mean), so `dhprebn` has two parts. As in stage 1,
+#   `dhprebn = dbndiff` followed by `dhprebn += ...` would change `dbndiff` as well (one
+#   tensor, two names): take `dbndiff.clone()` first.
 #
 # Mind $n-1$ versus $n$: the variance divides by $n-1$, the mean by $n$. Use the
 # `n` from the shapes; the grader's batches have other sizes.
@@ -330,7 +341,9 @@ check_stage(3, backprop_batchnorm)
 # `Xb[i, j]` of `C` is copied to `emb[i, j]`. Backwards, each `demb[i, j]` has to be
 # *added* into row `Xb[i, j]` of `dC`, and a character that appears several times in the
 # batch collects several contributions. A Python loop over `i` and `j` does it; so does
-# one call to `index_add_`, which is what you would use in practice.
+# one call to `index_add_`, which is what you would use in practice. The shortcut
+# `dC[Xb] += demb` does not: where an index repeats, it writes the row several times
+# instead of adding, and only one contribution survives.
 
 # %% solution id=stage4
 def backprop_layer1(dhprebn, embcat, W1, emb, Xb, C):

@@ -31,9 +31,10 @@ from checks.core import expect_grads
 # %% [markdown]
 # ## The network of notebook 1
 # Same names, same parameters, same batch of 32: `notebook1_batch` (in `helpers.py`) draws
-# them from the same seeded generator in the same order, so the loss is notebook 1's. `forward_atoms` (in `helpers.py`) is the
-# chunked forward pass you backpropagated through atom by atom; it returns every
-# intermediate by name, and `loss.backward()` gives PyTorch's gradients to compare with.
+# them from the same seeded generator in the same order, so the loss is notebook 1's.
+# `forward_atoms` (also in `helpers.py`) is the chunked forward pass you backpropagated
+# through atom by atom; it returns every intermediate by name, and `loss.backward()`
+# gives PyTorch's gradients to compare with.
 
 # %% locked id=data
 parameters, Xb, Yb, itos = notebook1_batch()
@@ -146,8 +147,10 @@ check_dlogits(backprop_logits)
 
 # %% [markdown]
 # ## Approximate, not exact: where does the difference come from?
-# `cmp` says *approximate*: the largest difference from PyTorch is a few billionths. The
-# lecture saw the same and said "I don't know where it's coming from". Here is a test:
+# `cmp` says *approximate*: the largest difference from PyTorch is a few billionths.
+# Differences of this size come back in notebook 4, where the whole manual backward pass
+# is compared with autograd's at every training step; the lecture meets them in its
+# exercise 4 (about $10^{-9}$) and leaves their source open. Here is a test that finds it:
 # if the formula were slightly wrong, the difference would stay the same size in any
 # precision; if it is rounding, it shrinks with the precision. So run everything again in
 # float64: the same parameters converted to double, the same forward pass, autograd's

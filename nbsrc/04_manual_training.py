@@ -100,16 +100,14 @@ def forward(parameters, Xb, Yb):
 # seven parameters, in the order of `parameters`. It is what you have already done, in
 # about a dozen lines, from the loss down to the embedding table:
 #
-# - **Cross-entropy** (notebook 2). With $P$ the softmax of the logits and $y_i$ the right
-#   character of row $i$, $\frac{\partial L}{\partial \text{logits}_{ij}} = \frac{1}{n}\left(P_{ij} - [j = y_i]\right)$:
-#   the softmax minus the one-hot of the labels, divided by $n$.
+# - **Cross-entropy** (notebook 2): the fused `dlogits` you derived there on paper. The
+#   softmax is saved for you as `probs`, so it is shorter here than in notebook 2.
 # - **Second layer and tanh** (notebook 1): `dh` and `dW2` are matrix products, `db2` a sum
 #   over the rows; the tanh's local derivative is $1 - h^2$.
-# - **Batchnorm** (notebook 3). With $g$ = `dhpreact`, $\hat x$ = `bnraw`, $\gamma$ =
-#   `bngain` and $\sigma^{-1}$ = `bnvar_inv`, the gradient of the pre-activations is one line,
-#   $$\frac{\partial L}{\partial x_i} = \frac{\gamma\,\sigma^{-1}}{n}\Big(n\,g_i - \sum_j g_j - \frac{n}{n-1}\,\hat x_i \sum_j g_j\,\hat x_j\Big),$$
-#   and its two sums are the gradients of `bnbias` and `bngain`: compute them once and use
-#   them twice. The $n-1$ is Bessel's correction in the variance.
+# - **Batchnorm** (notebook 3): your one-line `dhprebn` from its step 5, with `dhpreact`,
+#   `bnraw`, `bngain` and `bnvar_inv` in place of $g$, $\hat x$, $\gamma$ and $\sigma^{-1}$. Its
+#   two sums over the batch are the gradients of `bnbias` and `bngain`: compute them once
+#   and use them twice.
 # - **First layer** (notebook 1), the same kind of products as the second.
 # - **Embedding**: `C[Xb]` reads one row of `C` for each of the $n \times 3$ characters of the
 #   batch; each of those rows of `dembcat` (viewed as $3n$ rows of 10) is added back into
@@ -200,7 +198,8 @@ check_first_steps(backward)
 # %% [markdown]
 # Your gradients and PyTorch's are *approximately* equal, not bit for bit: the fused
 # formulas add and multiply in a different order than autograd, and float32 rounds
-# differently (maxdiff around $10^{-9}$ to $10^{-8}$). That is what the lecture saw too.
+# differently (maxdiff around $10^{-9}$ to $10^{-8}$). The lecture saw the same and left
+# its source open; notebook 2 found it: rounding, which all but vanishes in float64.
 # And `db1` is only rounding noise: batchnorm subtracts the batch mean right after `b1` is
 # added, so `b1` cannot change the loss, and its true gradient is zero.
 #

@@ -1,7 +1,7 @@
 """cmp tells a student what a wrong gradient looks like, one specific hint per mistake."""
 import torch
 
-from helpers import cmp, diagnose
+from helpers import ATOL32, RTOL32, cmp, diagnose
 
 g = torch.Generator().manual_seed(0)
 
@@ -106,7 +106,46 @@ def test_a_few_wrong_entries_are_located_and_fan_out_suggested():
     bad = t.grad.clone()
     bad[2, 1] += 1.0
     hint = diagnose(bad, t.grad, 'dx')
-    assert '1 of 12 entries' in hint and '(2, 1)' in hint and 'add up (+=)' in hint
+    assert '1 of 12 entries' in hint and '(2, 1)' in hint and 'sum the gradients' in hint
+    assert '+=' not in hint  # fan-out gradients are summed; `+=` is not always how
+
+
+def test_indexed_plus_equals_that_drops_repeated_indices_points_to_index_add():
+    C = torch.randn(27, 10, generator=g, requires_grad=True)
+    Xb = torch.tensor([[0, 0, 5], [0, 5, 12], [5, 12, 1], [3, 20, 26]])  # 0, 5 and 12 repeat
+    demb = torch.randn(4, 3, 10, generator=g)
+    (C[Xb] * demb).sum().backward()
+    dC = torch.zeros_like(C)
+    dC[Xb] += demb
+    hint = diagnose(dC, C.grad, 'dC')
+    assert 'repeated index' in hint and 'index_add_' in hint and 'dC[Xb] += demb' in hint
+
+
+def test_approximate_and_the_hint_use_one_tolerance(capsys):
+    """Whatever cmp calls not approximate gets a hint, and what it calls approximate gets none:
+    near the tolerance, for tiny gradients and for large ones."""
+    t = leaf(6, 5)
+    cases = []
+    for scale in [1.1e-9, 1.1e-8, 1.1e-7, 1e-3, 1.0, 1e3]:
+        ref = t.grad / t.grad.abs().max() * scale
+        cases += [-ref, ref * 31 / 32, ref + 0.5 * ATOL32, ref + 2 * ATOL32,
+                  ref * (1 + 0.5 * RTOL32), ref * (1 + 3 * RTOL32) + 2 * ATOL32]
+        for dt in cases[-6:]:
+            s = leaf(6, 5)
+            s.grad.copy_(ref)
+            cmp('x', dt, s)
+            out = capsys.readouterr().out
+            approximate = 'approximate: True' in out
+            assert approximate == torch.allclose(dt, ref, rtol=RTOL32, atol=ATOL32), out
+            assert approximate != ('hint:' in out), out
+
+
+def test_a_sign_flip_of_a_tiny_gradient_is_within_rounding(capsys):
+    t = leaf(4, 3)
+    t.grad.mul_(1.1e-8 / t.grad.abs().max())  # as small as dlogit_maxes
+    cmp('x', -t.grad, t)
+    out = capsys.readouterr().out
+    assert 'approximate: True' in out and 'hint' not in out
 
 
 def test_cmp_before_backward_says_what_to_run(capsys):

@@ -110,3 +110,12 @@ def test_later_notebooks_start_from_notebook_1s_batch_and_loss():
         text = ''.join(o.get('text', '') for c in nbformat.read(SOLUTIONS / f'{name}.ipynb', as_version=4).cells
                        if c.cell_type == 'code' for o in c.get('outputs', []))
         assert f'loss {loss:.4f}' in text, name
+
+
+def test_make_lab_starts_the_lab_the_browser_test_drives():
+    import subprocess
+    run = subprocess.run(['make', '-n', '-o', '.venv/.installed', 'lab'], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(ROOT / '.venv' / 'bin' / 'python'), 'tools/lab.py']
+    assert "'tools' / 'lab.py'" in (ROOT / 'tests' / 'test_lab.py').read_text()
+    assert '/work/' in (ROOT / '.gitignore').read_text().split()  # the student's copy

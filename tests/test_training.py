@@ -53,7 +53,7 @@ def test_solution_trains_and_its_gradients_match_pytorch_at_every_first_step(tmp
     assert f'training for {STEPS} steps' in text and f'{STEPS} steps in' in text
     assert f'after {STEPS} steps: train' in text
     assert any('image/png' in o.get('data', {}) for c in nb.cells for o in c.get('outputs', [])), 'no loss curve'
-    samples = cell(nb, 'sample').outputs[0]['text'].split()
+    samples = ''.join(o.get('text', '') for o in cell(nb, 'sample').outputs).split()  # however the kernel chunked them
     assert len(samples) == 20 and all(re.fullmatch('[a-z]+', s) for s in samples)
 
 
