@@ -82,3 +82,13 @@ def test_calling_autograd_scores_zero_for_that_stage(scores):
 
 def test_forgetting_a_fan_out_sum_fails_its_stage(scores):
     assert lost(scores, 'no_fan_out_sum', POINTS) == {'test_stage1'}
+
+
+def test_validate_on_the_unsolved_release_says_not_written_yet(tmp_path):
+    import shutil
+    from tests.kit import RELEASE, nbgrader
+    shutil.copy(RELEASE / f'{NB}.ipynb', tmp_path)
+    run = nbgrader('validate', f'{NB}.ipynb', cwd=tmp_path, check=False)
+    shown = run.stdout + run.stderr
+    assert shown.count('not written yet') >= 4, shown
+    assert 'never assigned' not in shown
