@@ -56,3 +56,16 @@ def test_the_visible_check_names_the_cause_and_predicts_the_grade(results, stude
         assert failed, f'{student}: the visible check passed:\n{shown}'
         assert cause in shown, f'{student}: the visible message does not say {cause!r}:\n{shown}'
         assert score == 0, f'{student}: flagged visibly but graded {score}'
+
+
+def test_a_step_that_ignores_its_learning_rate_is_flagged_visibly_and_loses_its_points(tmp_path, monkeypatch):
+    name = '04_manual_training'
+    monkeypatch.setenv('BPN_STEPS', '1000')  # the kernels run here inherit it: seconds of training
+    nb = mutated(name, ('train_step', 'p.add_(grad, alpha=-lr)', 'p.add_(grad, alpha=-0.1)'))
+    (tmp_path / 'course').mkdir()
+    scores = grade_class(tmp_path / 'course', name, {'ignores_lr': nb}, {'BPN_STEPS': '1000'}).scores()
+    ran = execute(nb, tmp_path, allow_errors=True)
+    shown = printed(ran, 'test_no_grad_step')
+    assert 'use the lr argument' in shown, shown
+    assert scores['ignores_lr']['test_no_grad_step'] == 0
+    assert scores['ignores_lr']['test_backward'] == 4, 'the gradients themselves are right'
