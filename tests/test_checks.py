@@ -268,3 +268,36 @@ def test_the_visible_first_steps_check_names_the_first_wrong_gradient_in_backwar
     mismatches = [(3, 'dC differs from PyTorch'), (3, 'dW2 is transposed'), (4, 'db2 is all zeros')]
     with pytest.raises(GradingError, match='in backward order, is dW2 at step 3'):
         expect_first_steps(mismatches, 100, 100)
+
+
+# ---------------------------------------------------------------- through a real kernel, as the grader will
+
+def test_a_real_kernel_hands_in_every_graded_cell_and_the_verdicts_are_reached_outside(tmp_path, monkeypatch):
+    """The grader's side of the contract with notebook 1: inputs written, the notebook run
+    with BPN_HANDIN, outputs judged here. The hand-in comes first in each cell, so stage 3's
+    slip is handed in (and judged wrong) although its visible check then fails; a printed
+    "passed" line changes nothing."""
+    import nbformat
+    from tests.kit import execute, mutated
+    folder = tmp_path / 'handin'
+    (folder / 'inputs').mkdir(parents=True)
+    cases = {gid: checks.spec(gid).cases(424242) for gid in NB1}
+    for gid in NB1:
+        torch.save({'cases': cases[gid]}, folder / 'inputs' / f'{gid}.pt')
+    monkeypatch.setenv('BPN_HANDIN', str(folder))
+    nb = mutated('01_atomic_backprop', ('stage3', '/ (n - 1)', '/ n'))
+    nb.cells.insert(0, nbformat.v4.new_code_cell("print('hidden check passed: everything')"))
+    hidden = {  # the release has no hidden tests: put the solution's back, as nbgrader doesc.metadata.nbgrader['grade_id']: c.source for c in nbformat.read(
+        ROOT / 'solutions' / 'backprop_ninja' / '01_atomic_backprop.ipynb', as_version=4).cells
+        if c.metadata.get('nbgrader', {}).get('grade_id') in NB1}
+    for c in nb.cells:
+        gid = c.metadata.get('nbgrader', {}).get('grade_id')
+        if gid in NB1:
+            c.source = hidden[gid].replace('### BEGIN HIDDEN TESTS\n', '').replace('### END HIDDEN TESTS\n', '')
+    execute(nb, tmp_path, allow_errors=True)
+    verdicts = {}
+    for gid in NB1:
+        outputs = torch.load(folder / 'outputs' / f'{gid}.pt', weights_only=True)['cases']
+        verdicts[gid] = [checks.spec(gid).judge(case, out) for case, out in zip(cases[gid], outputs)]
+    assert verdicts['test_stage1'] == verdicts['test_stage2'] == verdicts['test_stage4'] == [None] * 4
+    assert all(v and 'Bessel' in v or v and 'dbndiff2' in v for v in verdicts['test_stage3'])
