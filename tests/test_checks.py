@@ -287,9 +287,10 @@ def test_a_real_kernel_hands_in_every_graded_cell_and_the_verdicts_are_reached_o
     monkeypatch.setenv('BPN_HANDIN', str(folder))
     nb = mutated('01_atomic_backprop', ('stage3', '/ (n - 1)', '/ n'))
     nb.cells.insert(0, nbformat.v4.new_code_cell("print('hidden check passed: everything')"))
-    hidden = {  # the release has no hidden tests: put the solution's back, as nbgrader doesc.metadata.nbgrader['grade_id']: c.source for c in nbformat.read(
-        ROOT / 'solutions' / 'backprop_ninja' / '01_atomic_backprop.ipynb', as_version=4).cells
-        if c.metadata.get('nbgrader', {}).get('grade_id') in NB1}
+    # the release has no hidden tests: put the solution's back, as nbgrader does when grading
+    solution_nb = nbformat.read(ROOT / 'solutions' / 'backprop_ninja' / '01_atomic_backprop.ipynb', as_version=4)
+    hidden = {c.metadata.nbgrader['grade_id']: c.source for c in solution_nb.cells
+              if c.metadata.get('nbgrader', {}).get('grade_id') in NB1}
     for c in nb.cells:
         gid = c.metadata.get('nbgrader', {}).get('grade_id')
         if gid in NB1:
