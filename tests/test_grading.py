@@ -209,39 +209,38 @@ CLASS = {
                         ['run_stage2: printed too much; the grader dropped',
                          'added cell "print(\'x\' * 5_000_000)": printed too much; the grader dropped']),
     'redefines_cmp': (redefines_cmp, dict(FULL, test_stage2=0),
-                      ['stage2: redefines `cmp`, which the kit provides', 'test_stage2: db2 has shape (32,) but should have (27,)']),
+                      ['stage2: redefines `cmp`, which the kit provides', 'db2 has shape (32,) but should have (27,)']),
     'patches_checks': (patches_checks, dict(FULL, test_stage3=0),
                        ["stage3: imports the grader's checks", 'stage3: replaces `checks.atomic.check_stage`',
                         'stage3: redefines `expect_grads`, which the kit provides',
-                        'test_stage3: stage 3 (batchnorm), fresh batch with n=32, n_hidden=64, seed=1: dbndiff2 has the '
-                        'right direction but is 31/32']),
+                        'test_stage3: stage 3 (batchnorm): on a fresh float64 batch with n 32, hidden width 64, '
+                        'vocabulary 27, n_embd 10, block_size 3: dbndiff2 has the right direction but is 31/32']),
     'skips_checks': (skips_checks, dict(FULL, test_stage4=0),
                      ["stage4: imports the grader's checks", 'stage4: replaces `checks.core.put_back`',
                       'stage4: replaces `checks.atomic.check_stage`',
                       'stage4: redefines `expect_grads`, which the kit provides',
-                      'test_stage4: its hidden check never said it passed']),
+                      'test_stage4: stage 4 (first layer and embedding): on a fresh float64 batch with n 32']),
     'patches_torch': (patches_torch, dict(FULL, test_stage1=0, test_stage4=0),
                       ['stage1: imports builtins', 'stage1: replaces `torch.allclose`',
                        'stage1: replaces `torch.testing.assert_close`', 'stage1: replaces `builtins.AssertionError`',
                        'stage4: replaces `torch.allclose`', 'stage4: replaces `torch.isclose`',
                        # the visible check passed with torch.allclose replaced; the hidden one did not
-                       'test_stage1: stage 1 (cross-entropy), fresh batch with n=32, n_hidden=64, seed=1: dcounts '
-                       'differs from PyTorch', 'test_stage4: db1 has shape (32,) but should have (64,)']),
+                       'dcounts differs from PyTorch', 'db1 has shape (32,) but should have (64,)']),
     'silences_tracebacks': (silences_tracebacks, dict(FULL, test_stage2=0),
                             ['stage2: silences tracebacks (replaces `ip.showtraceback`)',
                              'stage2: silences tracebacks (uses `ip.set_custom_exc`)',
                              'stage2: silences tracebacks (replaces `sys.excepthook`)',
-                             'stage2: replaces `sys.stderr`', 'test_stage2: db2 has shape (32,) but should have (27,)']),
+                             'stage2: replaces `sys.stderr`', 'db2 has shape (32,) but should have (27,)']),
     'copies_grad': (copies_grad, dict(FULL, test_stage2=0),
-                    ['stage2: reads `.grad` inside `backprop_layer2`', 'test_stage2: stage 2 (second layer and tanh), '
-                     'fresh batch with n=32, n_hidden=64, seed=1: backprop_layer2 raised TypeError']),
+                    ['stage2: reads `.grad` inside `backprop_layer2`', 'test_stage2: stage 2 (second layer and tanh): '
+                     'it raised "TypeError']),
     'hard_codes': (hard_codes, dict(FULL, test_stage1=0, test_stage2=0),
-                   ['stage2: has 28 numbers typed in', 'test_stage1: stage 1 (cross-entropy), fresh batch with n=5',
-                    'test_stage2: db2 differs from PyTorch in 27 of 27 entries']),
+                   ['stage2: has 28 numbers typed in', 'test_stage1: stage 1 (cross-entropy): it raised',
+                    'test_stage2: stage 2 (second layer and tanh): on a fresh float64 batch with n 32']),
     'edits_locked': (edits_locked, dict(FULL, test_stage1=0),
                      ['edited the read-only forward, test_stage1; graded with the originals',
                       'changed the points of test_stage2 (20 instead of 2); put back',
-                      'test_stage1: dcounts differs from PyTorch']),
+                      'test_stage1: stage 1 (cross-entropy): on a fresh float64 batch with n 32']),
 }
 
 
@@ -329,7 +328,7 @@ def test_feedback_summary_and_the_class_gradebook_hold_every_student(graded):
     for student in CLASS:
         html = graded['out'] / 'feedback' / student / ASSIGNMENT / f'{NB}.html'
         assert html.exists() == (student not in unreadable), student
-    assert 'hidden check passed: stage 4' in (graded['out'] / 'feedback' / 'good_bob_zip' / ASSIGNMENT /
+    assert 'stage 4 (first layer and embedding): right on 4 fresh batches' in (graded['out'] / 'feedback' / 'good_bob_zip' / ASSIGNMENT /
                                               f'{NB}.html').read_text()
     assert (graded['out'] / 'summary.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     with Gradebook(f'sqlite:///{graded["out"] / "gradebook.db"}') as gb:
