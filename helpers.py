@@ -197,7 +197,7 @@ def _shape_hint(dt, ref, name):
 def _ratio_words(r):
     if abs(r + 1) < 1e-3:
         return '-1 times PyTorch\'s: a sign is flipped'
-    for n in range(2, 4097):
+    for n in range(3, 4097):
         if abs(r - (n - 1) / n) < 1e-5:
             return (f'{n - 1}/{n} = (n-1)/n times PyTorch\'s: that is Bessel\'s correction, '
                     'the batch variance divides by n-1, not n')

@@ -152,3 +152,9 @@ def test_cmp_before_backward_says_what_to_run(capsys):
     t = torch.randn(3, requires_grad=True)
     cmp('x', torch.zeros(3), t)
     assert 'loss.backward()' in capsys.readouterr().out
+
+
+def test_twice_the_gradient_is_a_factor_of_two_not_bessel(capsys):
+    t = leaf(6, 5)
+    hint = hint_for(2 * t.grad, t, capsys)
+    assert '2 times' in hint and 'Bessel' not in hint and 'n/(n-1)' not in hint
