@@ -140,9 +140,9 @@ print(f'loss {loss.item():.4f}')
 # gradient flows back to that one entry (the argmax) and nowhere else.
 #
 # The function gets the forward values and must return the eight gradients in the order
-# of its `return` line. `n` is the batch size, read from the tensors. Delete the
-# `raise NotImplementedError()` line and write the gradients one at a time, rerunning the
-# `cmp` cell as you go: the ones you haven't written yet are still `None`, and `cmp` says so.
+# of its `return` line. `n` is the batch size, read from the tensors. Write the gradients
+# one at a time where it says `YOUR CODE HERE`, rerunning the `cmp` cell as you go: the
+# ones you haven't written yet are still `None`, and `cmp` says so.
 
 # %% solution id=stage1
 def backprop_cross_entropy(Yb, logits, logit_maxes, norm_logits, counts, counts_sum, counts_sum_inv,

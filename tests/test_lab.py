@@ -207,8 +207,6 @@ def assert_no_error_logged(lab):
     assert 'Traceback' not in log, log
 
 
-@pytest.mark.xfail(strict=True, reason='the stubs raise NotImplementedError until issue 9 item 6 '
-                   '(helper "grader": stubs that leave the names None) lands; then drop this mark')
 def test_a_students_first_unanswered_cell_says_not_written_yet(lab):
     page = lab['page']
     nb = run_all(lab, 'work/backprop_ninja', '01_atomic_backprop')

@@ -46,7 +46,7 @@ def test_make_release_and_git_pull_leave_the_students_work_alone(tmp_path):
     work = student / 'work' / 'backprop_ninja'
     mine = work / '01_atomic_backprop.ipynb'
     nb = nbformat.read(mine, as_version=4)
-    edit(nb, 'stage1', 'raise NotImplementedError()', 'dlogprobs = torch.zeros_like(logprobs)  # my answer')
+    edit(nb, 'stage1', '# YOUR CODE HERE', 'dlogprobs = torch.zeros_like(logprobs)  # my answer')
     nbformat.write(nb, mine)
     before = snapshot(work)
     assert git('status', '--porcelain', '--', 'work', cwd=student) == '', 'git ignores work/'
