@@ -7,3 +7,7 @@ c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\nraise NotImplementedE
 # nbgrader stops a cell after 30 s by default; notebook 4 trains for about a minute
 # (longer with a slow step). Lower the steps with BPN_STEPS to grade faster.
 c.Execute.timeout = 600
+# The course's id: nbgrader's exchange files assignments under it, and a gradebook on a
+# database server that checks foreign keys (PostgreSQL) needs the course row that nbgrader
+# only adds when the id is not empty.
+c.CourseDirectory.course_id = 'backprop_ninja'
