@@ -54,6 +54,7 @@ class Postgres:
 
     def __init__(self, folder):
         self.folder = Path(folder)
+        self.folder.chmod(0o755)  # the socket is in it: every account may connect
         shutil.chown(self.folder, 'postgres', 'postgres')
         self.data = self.folder / 'data'
         run(PG / 'initdb', '-D', self.data, '-A', 'trust', '-U', 'postgres', user='postgres')
