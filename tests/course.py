@@ -108,11 +108,15 @@ def traversable_root():
 
 @pytest.fixture(scope='session')
 def accounts():
-    """make(name) adds a throwaway Unix account; every one is removed with its home at the end."""
-    made = []
+    """make(name, group=None) adds a throwaway Unix account (in a throwaway group); every one
+    is removed with its home and its groups at the end."""
+    made, groups = [], []
 
-    def make(name):
-        run('useradd', '--create-home', '--shell', '/bin/bash', name)
+    def make(name, group=None):
+        if group and group not in groups:
+            run('groupadd', group)
+            groups.append(group)
+        run('useradd', '--create-home', '--shell', '/bin/bash', *(['--groups', group] if group else []), name)
         made.append(name)
         return name
     try:
@@ -121,6 +125,8 @@ def accounts():
         for name in made:
             kill_processes_of(pwd.getpwnam(name).pw_uid)
             subprocess.run(['userdel', '-r', name], capture_output=True)
+        for group in groups:
+            subprocess.run(['groupdel', group], capture_output=True)
 
 
 def kill_processes_of(uid):
