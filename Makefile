@@ -5,7 +5,7 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: lab test release solutions bench grade bench-grade
+.PHONY: lab test release solutions bench grade bench-grade bench-course
 
 # (--allow-root only when run as root, as in a container)
 lab: $(STAMP)
@@ -37,6 +37,11 @@ grade: $(STAMP)
 # seconds per submission and submissions per minute with 1 and 2 workers
 bench-grade: $(STAMP)
 	$(PY) tools/bench_grade.py
+
+# students per minute into a throwaway PostgreSQL gradebook: one shard with JOBS=2 against two
+# shards with JOBS=1 at once (README: A large course); as root, like the course tests
+bench-course: $(VENV)/.installed-data
+	$(PY) tools/bench_course.py
 
 # (re)create the virtual environment when it is missing or pyproject.toml is newer
 $(STAMP): pyproject.toml
