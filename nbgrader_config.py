@@ -1,5 +1,12 @@
 # nbgrader course settings. Run nbgrader from the kit's root: it is the course directory.
+import os
+import sys
+
 c = get_config()  # noqa: F821 (nbgrader provides get_config)
+
+# nbgrader runs `alembic` by PATH when it creates a gradebook: find it next to this nbgrader,
+# so that .venv/bin/nbgrader works without an activated environment
+os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
 
 c.CourseDirectory.source_directory = 'solutions'
 c.CourseDirectory.release_directory = 'notebooks'

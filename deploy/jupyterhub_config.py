@@ -9,10 +9,10 @@
 # - the exchange is shared: deploy/nbgrader_config.py, read by every server;
 # - limits per user: processes and data memory, enforced on every process of a server.
 # Log in with the machine's passwords (PAM, JupyterHub's default authenticator).
+import asyncio
 import grp
 import os
 import pwd
-import subprocess
 from pathlib import Path
 
 from jupyterhub.spawner import set_user_setuid
@@ -24,7 +24,13 @@ KIT_BIN = Path(os.environ.get('BPN_KIT', HERE.parent)) / '.venv' / 'bin'
 ASSIGNMENT = 'backprop_ninja'
 INSTRUCTOR = os.environ.get('BPN_INSTRUCTOR', 'instructor')
 COURSE_DIR = os.environ.get('BPN_COURSE_DIR', f'/home/{INSTRUCTOR}/course')
-STUDENTS = set(grp.getgrnam(os.environ.get('BPN_STUDENT_GROUP', 'students')).gr_mem)
+GROUP = os.environ.get('BPN_STUDENT_GROUP', 'students')
+try:
+    STUDENTS = set(grp.getgrnam(GROUP).gr_mem)
+    INSTRUCTOR_HOME = pwd.getpwnam(INSTRUCTOR).pw_dir
+except KeyError as e:
+    raise SystemExit(f'deploy/jupyterhub_config.py: {e.args[0]}: the students are the members of the Unix group '
+                     f'{GROUP} (BPN_STUDENT_GROUP), the instructor is the account {INSTRUCTOR} (BPN_INSTRUCTOR)')
 FORMGRADER_URL = os.environ.get('BPN_FORMGRADER_URL', 'http://127.0.0.1:9999')
 MEMORY = int(os.environ.get('BPN_MEMORY_MB', 3072)) * 2**20  # data memory of each process of a user's server
 PROCESSES = os.environ.get('BPN_PROCESSES', '256')  # processes a user may run at once
@@ -47,17 +53,18 @@ c.Spawner.default_url = f'/lab/tree/{ASSIGNMENT}'
 c.Spawner.args = ['--ServerApp.jpserver_extensions=nbgrader.server_extensions.formgrader=False']
 
 
-def fetch_assignment(spawner):
+async def fetch_assignment(spawner):
     """A student's server opens on their own copy: fetched from the exchange as them, once."""
     name = spawner.user.name
     home = Path(pwd.getpwnam(name).pw_dir)
     if name == INSTRUCTOR or (home / ASSIGNMENT).exists():
         return
-    env = dict(SHARED_ENV, HOME=str(home), USER=name)
-    done = subprocess.run([str(KIT_BIN / 'nbgrader'), 'fetch_assignment', ASSIGNMENT], preexec_fn=set_user_setuid(name),
-                          cwd=home, env=env, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:  # not released yet: the Assignments tab fetches it later
-        spawner.log.warning('fetch_assignment for %s: %s', name, done.stderr.strip().splitlines()[-1:])
+    fetch = await asyncio.create_subprocess_exec(
+        str(KIT_BIN / 'nbgrader'), 'fetch_assignment', ASSIGNMENT, preexec_fn=set_user_setuid(name), cwd=home,
+        env=dict(SHARED_ENV, HOME=str(home), USER=name), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await fetch.communicate()
+    if fetch.returncode != 0:  # not released yet: the Assignments tab fetches it later
+        spawner.log.warning('fetch_assignment for %s: %s', name, err.decode(errors='replace').strip()[-300:])
 
 
 c.Spawner.pre_spawn_hook = fetch_assignment
@@ -68,7 +75,7 @@ c.JupyterHub.services = [dict(
     user=INSTRUCTOR,
     cwd=COURSE_DIR,
     command=['prlimit', f'--data={MEMORY}', '--', str(KIT_BIN / 'jupyterhub-singleuser')],
-    environment=dict(SHARED_ENV, HOME=pwd.getpwnam(INSTRUCTOR).pw_dir, USER=INSTRUCTOR,
+    environment=dict(SHARED_ENV, HOME=INSTRUCTOR_HOME, USER=INSTRUCTOR,
                      JUPYTERHUB_DEFAULT_URL='/formgrader'),
     oauth_no_confirm=True,
 )]

@@ -85,12 +85,14 @@ def postgres():
 
 def course_folder(path, db_url=None):
     """A course folder as an instructor sets it up: the kit's nbgrader_config.py and its
-    solutions as the source, the assignment generated with the real CLI (into `db_url`)."""
+    solutions as the source, the assignment generated with the real CLI (into `db_url`),
+    run as .venv/bin/nbgrader with no virtual environment activated."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / 'nbgrader_config.py', path)
     shutil.copytree(ROOT / 'solutions', path / 'solutions')
+    bare = os.pathsep.join(d for d in os.environ['PATH'].split(os.pathsep) if Path(d) != BIN)
     run(BIN / 'nbgrader', 'generate_assignment', 'backprop_ninja', '--force', '--log-level=WARN',
-        *([f'--db={db_url}'] if db_url else []), cwd=path)
+        *([f'--db={db_url}'] if db_url else []), cwd=path, env=dict(ENV, PATH=bare))  # no venv activated
     return path
 
 
