@@ -72,8 +72,14 @@ class Postgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def as_root():
+    if os.geteuid() != 0:
+        pytest.fail('the course tests add Unix accounts and run PostgreSQL as its own user: run them as root (CI does)')
+
+
 @pytest.fixture(scope='session')
 def postgres():
+    as_root()
     if not (PG / 'initdb').exists():
         pytest.fail('PostgreSQL 15 is not installed (apt-get install postgresql; .ci/run does it)')
     server = Postgres(tempfile.mkdtemp(prefix='bpn-pg-'))  # pytest's own folders are root's only
@@ -112,6 +118,7 @@ def traversable_root():
 def accounts():
     """make(name, group=None) adds a throwaway Unix account (in a throwaway group); every one
     is removed with its home and its groups at the end."""
+    as_root()
     made, groups = [], []
 
     def make(name, group=None):
