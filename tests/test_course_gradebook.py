@@ -115,3 +115,13 @@ def test_grading_a_shard_again_gives_the_same_scores(course, two_shards):
     first = export(course['folder'], course['db_url'], course['tmp'] / 'export_1.csv')
     grade(course['a'], course['tmp'] / 'out_a_again', course['db_url'])
     assert export(course['folder'], course['db_url'], course['tmp'] / 'export_2.csv') == first
+
+
+def test_grading_into_a_gradebook_without_the_assignment_says_what_to_run_first(course, postgres):  # noqa: F811
+    db_url = postgres.database()
+    done = run(BIN / 'python', '-m', 'grading', course['a'], '--out', course['tmp'] / 'out_empty',
+               '--notebooks', NB, '--db-url', db_url, cwd=ROOT, check=False)
+    assert done.returncode != 0
+    assert f'has no assignment {ASSIGNMENT}: run nbgrader generate_assignment {ASSIGNMENT} --db={db_url} first' \
+        in done.stderr
+    assert not recorded(db_url)
