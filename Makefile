@@ -5,7 +5,7 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: lab test release solutions bench grade bench-grade
+.PHONY: lab test release solutions bench grade bench-grade bench-course
 
 # JupyterLab on the student's own copy, work/backprop_ninja/ (made on first run, never
 # overwritten); tools/lab.py says how, and the browser test starts it the same way
@@ -38,6 +38,11 @@ grade: $(STAMP)
 # seconds per submission and submissions per minute with 1 and 2 workers
 bench-grade: $(STAMP)
 	$(PY) tools/bench_grade.py
+
+# students per minute into a throwaway PostgreSQL gradebook: one shard with JOBS=2 against two
+# shards with JOBS=1 at once (README: A large course); as root, like the course tests
+bench-course: $(VENV)/.installed-data
+	$(PY) tools/bench_course.py
 
 # (re)create the virtual environment when it is missing or pyproject.toml is newer
 $(STAMP): pyproject.toml

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from grading import demo, intake, report, worker
 from grading.course import assignment_name, make_template
+from grading.gradebook import prepare, record
 
 FORKS = multiprocessing.get_context('forkserver')
 FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert'])
@@ -108,20 +109,6 @@ def fork_worker(job, deadline):
         text=f'grading failed ({lines[-1] if lines else f"exit code {proc.exitcode}"}); scored 0')])
 
 
-def record(db_url, assignment, result):
-    """Write one student's scores into the class gradebook with nbgrader's API."""
-    from nbgrader.api import Gradebook
-    with Gradebook(db_url) as gb:
-        gb.update_or_create_student(result['student'])
-        gb.update_or_create_submission(assignment.name, result['student'])
-        for name, nb in assignment.notebooks.items():
-            for gid in nb.graded:
-                grade = gb.find_grade(gid, name, assignment.name, result['student'])
-                grade.auto_score = result['scores'].get(name, {}).get(gid, 0.0)
-                grade.needs_manual_grade = False
-        gb.db.commit()
-
-
 def keep_outputs(out, course, student):
     """feedback/, autograded/ and submitted/ of one student, into the output folder."""
     for kind in ('feedback', 'autograded', 'submitted'):
@@ -160,16 +147,7 @@ def main(argv=None):
     print(f'grading {len(students)} students from {submissions} ({len(assignment.notebooks)} notebooks, '
           f'{report.fmt(assignment.total)} points) with {args.jobs} at a time', file=sys.stderr)
 
-    db_url = args.db_url or f'sqlite:///{out / "gradebook.db"}'
-    if args.db_url:
-        from nbgrader.api import Gradebook, MissingEntry
-        try:
-            with Gradebook(db_url) as gb:
-                gb.find_assignment(name)
-        except MissingEntry:
-            raise SystemExit(f'{db_url} has no assignment {name}: run nbgrader generate_assignment with it first')
-    else:
-        shutil.copy(assignment.gradebook, out / 'gradebook.db')
+    db_url = prepare(args.db_url, out, assignment)
     deadline = len(assignment.notebooks) * (args.notebook_timeout + 60) + 120
     results = []
     started = time.monotonic()
