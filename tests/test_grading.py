@@ -197,7 +197,8 @@ CLASS = {
     'duplicated_cells': (duplicated_cells, FULL, ['test_stage1, stage3 appear more than once; all copies ran']),
     'retyped_cells': (retyped_cells, FULL, ['forward, stage4 changed cell type; graded as in the release']),
     'loops_forever': (loops_forever, dict(FULL, test_stage2=0, test_stage3=0),
-                      [f'run_stage2: stopped after {CELL_TIMEOUT} s, the time limit per cell',
+                      ['stage3: handles or sends signals (imports signal)',
+                       f'run_stage2: stopped after {CELL_TIMEOUT} s, the time limit per cell',
                        'run_stage3: stopped after 5 s, the time limit per cell, and it ignored the interrupt']),
     'eats_memory': (eats_memory, dict(FULL, test_stage3=0),
                     [f'run_stage3: ran out of memory (the limit is {MEMORY_MB} MB)']),
@@ -363,3 +364,40 @@ def test_the_demo_class_holds_a_solution_a_blank_and_typical_slips(graded, tmp_p
     assert solution.cells[at(solution, 'stage3')].source == cell(solved(NB), 'stage3').source
     slip = nbformat.read(made / 'cy_bessel' / f'{NB}.ipynb', as_version=4)
     assert [c.source for c in slip.cells] == [c.source for c in bessel_slip(solved(NB)).cells]
+
+
+def hidden_lines():
+    """The lines of notebook 1's hidden tests, as the instructor's solutions hold them."""
+    found = []
+    for c in solved(NB).cells:
+        if 'BEGIN HIDDEN TESTS' in c.source:
+            block = c.source.split('### BEGIN HIDDEN TESTS')[1].split('### END HIDDEN TESTS')[0]
+            found += [ln.strip() for ln in block.splitlines() if len(ln.strip()) > 12]
+    return found
+
+
+@pytest.mark.parametrize('student', ['raises', 'loops_forever', 'good_alice', 'patches_torch'])
+def test_feedback_shows_every_problem_line_and_nothing_of_the_grading_machine(graded, student):
+    import html
+    page = (graded['out'] / 'feedback' / student / ASSIGNMENT / f'{NB}.html').read_text()
+    for p in graded['problems']:
+        if p['student'] == student:
+            assert html.escape(p['problem'], quote=False) in page, p['problem']
+    for path in (str(ROOT), str(graded['out']), sys.prefix, '/tmp/', '/root'):
+        assert path not in page, path
+    assert hidden_lines() and not any(html.escape(ln, quote=False) in page for ln in hidden_lines())
+    assert 'No response.' not in page
+
+
+def test_feedback_shows_each_cells_printed_output_as_one_block(graded):
+    from grading.feedback import readable
+    from grading.course import Assignment
+    release = Assignment(graded['out'] / 'work' / 'template', ASSIGNMENT).notebooks[NB]
+    nb = nbformat.read(graded['out'] / 'autograded' / 'good_alice' / ASSIGNMENT / f'{NB}.ipynb', as_version=4)
+    split = nbformat.v4.new_output('stream', name='stdout', text='half a ')
+    nb.cells[at(nb, 'run_stage1')].outputs = [split, nbformat.v4.new_output('stream', name='stdout', text='table\n')]
+    shown = readable(nb, release, [])
+    for c in shown.cells:
+        streams = [o for o in c.get('outputs', []) if o.output_type == 'stream']
+        assert len(streams) == len({o.name for o in streams}), c.source[:60]
+    assert [o.text for o in shown.cells[at(shown, 'run_stage1')].outputs] == ['half a table\n']
