@@ -172,6 +172,13 @@ class Assignment:
             release = nbformat.read(self.folder / 'release' / name / f'{nb_name}.ipynb', as_version=4)
             source = nbformat.read(SOLUTIONS / name / f'{nb_name}.ipynb', as_version=4)
             self.notebooks[nb_name] = Notebook(nb_name, release, source)
+        seen = {}
+        for nb_name, nb in self.notebooks.items():
+            for gid in nb.graded:
+                if gid in seen:  # the grader's checks are looked up by grade id alone
+                    raise SystemExit(f'grade id {gid} is in both {seen[gid]} and {nb_name}: grade ids must be '
+                                     'unique across the assignment')
+                seen[gid] = nb_name
 
     @property
     def total(self):

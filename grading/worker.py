@@ -86,7 +86,10 @@ def verdicts(nb, release, scores, hints, memory_mb, flags):
         errors = [(j, e) for j, e in errors if e is not None]
         lost = stage is not None and scores.get(stage, 0) < release.points[stage]
         if lost and stage in hints and (hints[stage].handed_in or not errors):
-            problems.append(dict(cell=stage, stage=stage, text=hints[stage].text))
+            text = hints[stage].text
+            if "can't allocate memory" in text or 'Cannot allocate memory' in text or 'MemoryError' in text:
+                text = f'ran out of memory (the limit is {memory_mb} MB)'
+            problems.append(dict(cell=stage, stage=stage, text=text))
         else:
             for j, e in (errors[:1] if lost else errors):
                 problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=describe(e, memory_mb)))

@@ -184,8 +184,8 @@ CLASS = {
     'good_alice': (lambda: solved(NB), FULL, []),
     'good_bob_zip': (None, FULL, []),
     'blank_release': (lambda: blank(NB), dict(test_stage1=0, test_stage2=0, test_stage3=0, test_stage4=0),
-                      ['run_stage1: not written yet', 'run_stage2: not written yet',
-                       'run_stage3: not written yet', 'run_stage4: not written yet']),
+                      ['test_stage1: not written yet', 'test_stage2: not written yet',
+                       'test_stage3: not written yet', 'test_stage4: not written yet']),
     'empty_file': (None, dict(FULL, **{k: 0 for k in FULL}), ['is an empty file']),
     'bad_json': (None, dict(FULL, **{k: 0 for k in FULL}), ['is not valid JSON']),
     'missing_notebook': (None, dict(FULL, **{k: 0 for k in FULL}), ['01_atomic_backprop.ipynb is missing']),
@@ -201,48 +201,49 @@ CLASS = {
                        f'run_stage2: stopped after {CELL_TIMEOUT} s, the time limit per cell',
                        'run_stage3: stopped after 5 s, the time limit per cell, and it ignored the interrupt']),
     'eats_memory': (eats_memory, dict(FULL, test_stage3=0),
-                    [f'run_stage3: ran out of memory (the limit is {MEMORY_MB} MB)']),
+                    [f'test_stage3: ran out of memory (the limit is {MEMORY_MB} MB)']),
     'exits_and_crashes': (exits_and_crashes, dict(FULL, test_stage4=0),
                           ['stage1: called sys.exit()', 'run_stage4: the kernel died running this cell']),
     'raises': (raises, dict(FULL, test_stage1=0),
-               ['run_stage1: IndexError', 'added cell "ratio = 1 / 0": ZeroDivisionError']),
+               ["test_stage1: it raised 'IndexError", 'added cell "ratio = 1 / 0": ZeroDivisionError']),
     'prints_too_much': (prints_too_much, FULL,
                         ['run_stage2: printed too much; the grader dropped',
                          'added cell "print(\'x\' * 5_000_000)": printed too much; the grader dropped']),
     'redefines_cmp': (redefines_cmp, dict(FULL, test_stage2=0),
-                      ['stage2: redefines `cmp`, which the kit provides', 'test_stage2: db2 has shape (32,) but should have (27,)']),
+                      ['stage2: redefines `cmp`, which the kit provides', 'db2 has shape (32,) but should have (27,)']),
     'patches_checks': (patches_checks, dict(FULL, test_stage3=0),
                        ["stage3: imports the grader's checks", 'stage3: replaces `checks.atomic.check_stage`',
                         'stage3: redefines `expect_grads`, which the kit provides',
-                        'test_stage3: stage 3 (batchnorm), fresh batch with n=32, n_hidden=64, seed=1: dbndiff2 has the '
-                        'right direction but is 31/32']),
+                        'test_stage3: on a fresh float64 batch with n 32, hidden width 64, vocabulary 27, n_embd 10, '
+                        'block_size 3: dbndiff2 has the right direction but is 31/32']),
     'skips_checks': (skips_checks, dict(FULL, test_stage4=0),
                      ["stage4: imports the grader's checks", 'stage4: replaces `checks.core.put_back`',
                       'stage4: replaces `checks.atomic.check_stage`',
                       'stage4: redefines `expect_grads`, which the kit provides',
-                      'test_stage4: its hidden check never said it passed']),
+                      'test_stage4: on a fresh float64 batch with n 32, hidden width 64, vocabulary 27, n_embd 10, '
+                      'block_size 3: db1 has shape (32,) but should have (64,)']),
     'patches_torch': (patches_torch, dict(FULL, test_stage1=0, test_stage4=0),
                       ['stage1: imports builtins', 'stage1: replaces `torch.allclose`',
                        'stage1: replaces `torch.testing.assert_close`', 'stage1: replaces `builtins.AssertionError`',
                        'stage4: replaces `torch.allclose`', 'stage4: replaces `torch.isclose`',
                        # the visible check passed with torch.allclose replaced; the hidden one did not
-                       'test_stage1: stage 1 (cross-entropy), fresh batch with n=32, n_hidden=64, seed=1: dcounts '
-                       'differs from PyTorch', 'test_stage4: db1 has shape (32,) but should have (64,)']),
+                       'test_stage1: on a fresh float64 batch with n 32, hidden width 64, vocabulary 27, n_embd 10, '
+                       'block_size 3: dcounts differs from PyTorch', 'db1 has shape (32,) but should have (64,)']),
     'silences_tracebacks': (silences_tracebacks, dict(FULL, test_stage2=0),
                             ['stage2: silences tracebacks (replaces `ip.showtraceback`)',
                              'stage2: silences tracebacks (uses `ip.set_custom_exc`)',
                              'stage2: silences tracebacks (replaces `sys.excepthook`)',
-                             'stage2: replaces `sys.stderr`', 'test_stage2: db2 has shape (32,) but should have (27,)']),
+                             'stage2: replaces `sys.stderr`', 'db2 has shape (32,) but should have (27,)']),
     'copies_grad': (copies_grad, dict(FULL, test_stage2=0),
-                    ['stage2: reads `.grad` inside `backprop_layer2`', 'test_stage2: stage 2 (second layer and tanh), '
-                     'fresh batch with n=32, n_hidden=64, seed=1: backprop_layer2 raised TypeError']),
+                    ['stage2: reads `.grad` inside `backprop_layer2`', 'test_stage2: it raised "TypeError']),
     'hard_codes': (hard_codes, dict(FULL, test_stage1=0, test_stage2=0),
-                   ['stage2: has 28 numbers typed in', 'test_stage1: stage 1 (cross-entropy), fresh batch with n=5',
-                    'test_stage2: db2 differs from PyTorch in 27 of 27 entries']),
+                   ['stage2: has 28 numbers typed in', "test_stage1: it raised 'IndexError",
+                    'test_stage2: on a fresh float64 batch with n 32, hidden width 64, vocabulary 27, n_embd 10, '
+                    'block_size 3: db2 differs from PyTorch in 27 of 27 entries']),
     'edits_locked': (edits_locked, dict(FULL, test_stage1=0),
                      ['edited the read-only forward, test_stage1; graded with the originals',
                       'changed the points of test_stage2 (20 instead of 2); put back',
-                      'test_stage1: dcounts differs from PyTorch']),
+                      'dcounts differs from PyTorch']),
 }
 
 
@@ -330,8 +331,7 @@ def test_feedback_summary_and_the_class_gradebook_hold_every_student(graded):
     for student in CLASS:
         html = graded['out'] / 'feedback' / student / ASSIGNMENT / f'{NB}.html'
         assert html.exists() == (student not in unreadable), student
-    assert 'hidden check passed: stage 4' in (graded['out'] / 'feedback' / 'good_bob_zip' / ASSIGNMENT /
-                                              f'{NB}.html').read_text()
+    assert '(Score: 10.0 / 10.0)' in (graded['out'] / 'feedback' / 'good_bob_zip' / ASSIGNMENT / f'{NB}.html').read_text()
     assert (graded['out'] / 'summary.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     with Gradebook(f'sqlite:///{graded["out"] / "gradebook.db"}') as gb:
         assert {s.id for s in gb.students} == set(CLASS)
@@ -369,7 +369,7 @@ def test_the_demo_class_holds_a_solution_a_blank_and_typical_slips(graded, tmp_p
 def hidden_lines():
     """The lines of notebook 1's hidden tests, as the instructor's solutions hold them."""
     found = []
-    for c in solved(NB).cells:
+    for c in nbformat.read(ROOT / 'solutions' / ASSIGNMENT / f'{NB}.ipynb', as_version=4).cells:
         if 'BEGIN HIDDEN TESTS' in c.source:
             block = c.source.split('### BEGIN HIDDEN TESTS')[1].split('### END HIDDEN TESTS')[0]
             found += [ln.strip() for ln in block.splitlines() if len(ln.strip()) > 12]
