@@ -305,8 +305,12 @@ def grade(job):
                                       sandbox=job.get('sandbox', True), log=log)
         if code is None:
             problems.append(dict(text=f'grading took longer than {seconds} s and was stopped'))
+        elif code < 0 or code > 128:  # a signal: the notebook killed nbgrader (only it can, in there)
+            problems.append(dict(text=f'grading stopped early: nbgrader was killed (signal {abs(code) % 128}); '
+                                      'did the notebook kill processes?'))
         elif code:
-            lines = [ln for ln in (home / 'box.log').read_text(errors='replace').splitlines() if ln.strip()]
+            lines = [ln for ln in (home / 'box.log').read_text(errors='replace').splitlines()
+                     if ln.strip() and 'WARNING' not in ln]
             problems.append(dict(text=f'nbgrader could not autograde: {lines[-1] if lines else f"exit code {code}"}'))
 
     kernel = nbgrader_scores(box, assignment, sid) if flags else {}

@@ -143,6 +143,8 @@ print('forked', made, 'processes before the cap')
         'a_plants_links': BOX + '''
 import os
 out = box / 'handin' / 'outputs'
+for handed in out.glob('*.pt'):
+    handed.unlink()
 os.mkfifo(out / 'test_stage1.pt')          # a reader that opens it would wait forever
 (out / 'test_stage2.pt').symlink_to('/etc/passwd')
 (out / 'test_stage3.pt').symlink_to('/dev/zero')
@@ -182,10 +184,14 @@ os.kill(os.getppid(), signal.SIGKILL)  # the kernel's parent: nbgrader
     }
 
 
-def attacker(code):
+# these plant files where the grader reads hand-ins: they run last, after the hidden tests wrote theirs
+LAST = {'a_plants_links', 'a_huge_handin', 'a_pickle_payload', 'a_writes_classmates'}
+
+
+def attacker(student, code):
     nb = blank(NB)
     at = next(i for i, c in enumerate(nb.cells) if c.metadata.get('nbgrader', {}).get('grade_id') == 'stage1')
-    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(code))
+    nb.cells.insert(len(nb.cells) if student in LAST else at + 1, nbformat.v4.new_code_cell(code))
     return nb
 
 
@@ -222,7 +228,7 @@ def graded(tmp_path_factory):
     threading.Thread(target=lambda: heard.append(listener.accept()), daemon=True).start()
     honest = {'good_ann': solved(NB), 'z_victim': solved(NB), 'z_victim2': solved(NB)}
     made = attacks(top / 'class', top / 'out', listener.getsockname()[1])
-    for folder, students in (('class', {**honest, **{s: attacker(c) for s, c in made.items()}}), ('calm', honest)):
+    for folder, students in (('class', {**honest, **{s: attacker(s, c) for s, c in made.items()}}), ('calm', honest)):
         for student, nb in students.items():
             (top / folder / student).mkdir(parents=True)
             nbformat.write(nb, top / folder / student / f'{NB}.ipynb')
@@ -300,7 +306,7 @@ def test_no_attacker_reached_the_network_and_the_display_flood_was_capped(graded
     assert any('displayed too much' in r[4] for r in problems)
 
 
-def test_the_audit_names_the_tricks_it_can_see(graded):
+def test_the_audit_and_the_problem_lines_name_the_tricks(graded):
     problems = {}
     for r in rows(graded['out'] / 'problems.csv')[1:]:
         problems.setdefault(r[0], []).append(r[4])
@@ -310,6 +316,10 @@ def test_the_audit_names_the_tricks_it_can_see(graded):
         'a_outlives': 'starts other programs (subprocess)',
         'a_kills_grader': 'starts or stops processes (`os.kill`)',
         'a_fork_bomb': 'starts or stops processes (`os.fork`)',
+        'a_kills_nbgrader': 'grading stopped early: nbgrader was killed',
+        'a_plants_links': 'the hidden test of test_stage1 handed in nothing readable (its file is not a regular file)',
+        'a_huge_handin': 'over the 64 MB limit',
+        'a_pickle_payload': 'handed in a file the grader cannot read',
     }
     for student, phrase in named.items():
         assert any(phrase in line for line in problems.get(student, [])), (student, problems.get(student))
