@@ -24,7 +24,7 @@ solutions: $(STAMP)
 	$(PY) tools/nbbuild.py --execute
 
 bench: $(STAMP)
-	$(PY) bench.py
+	$(PY) tools/bench.py
 
 # grade a class: make grade SUBMISSIONS=<folder> [OUT=grades] [JOBS=2] [NOTEBOOKS=01_atomic_backprop,...]
 # [GRADE_FLAGS='--timeout 60'];

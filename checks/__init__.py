@@ -7,7 +7,7 @@
 """
 import importlib
 
-MODULES = ['checks.atomic']
+MODULES = ['checks.atomic', 'checks.cross_entropy', 'checks.batchnorm', 'checks.training']
 
 
 def specs():

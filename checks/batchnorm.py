@@ -1,60 +1,57 @@
-"""Checks of notebook 3: each step of the batchnorm derivation, on the notebook's batch
-(visible) and on fresh float64 batches whose features have very different scales (hidden).
-When a wrong answer matches a classic mistake, the message names the mistake."""
+"""Notebook 3's graded cells: each step of the batchnorm derivation on fresh float64 batches
+whose features have very different scales, from a random upstream gradient. When a wrong
+answer matches a classic mistake, the verdict names the mistake."""
 import torch
 
-from checks.core import ATOL, RTOL, GradingError, call_student, passed
-from helpers import diagnose, forward_atoms, init_params
+from checks.atomic import make_network_case, network_reference
+from checks.core import FunctionSpec, GradingError
+from helpers import ATOL32, ATOL64, BN_EPS, RTOL32, RTOL64, diagnose, forward_atoms
 
-EPS = 1e-5  # the batchnorm epsilon of forward_atoms
+# batch sizes 2, 3, 5, 32 and 100, several widths
+SIZES = [dict(n=32, width=64), dict(n=2, width=5), dict(n=3, width=4), dict(n=5, width=7),
+         dict(n=100, width=20), dict(n=32, width=10)]
+VISIBLE = dict(n=6, width=9)
+GRADS = ['dbnraw', 'dbnvar', 'dbnmeani', 'dhprebn']
 
-# batch sizes 2, 3, 5, 32 and 100, several widths and seeds
-CASES = [dict(n=32, width=64, seed=1), dict(n=2, width=5, seed=2), dict(n=3, width=4, seed=3),
-         dict(n=5, width=7, seed=4), dict(n=100, width=20, seed=5), dict(n=32, width=10, seed=6)]
-
-# step: (what it computes, the function's arguments, what it returns)
+# step: (grade id, what it computes, its function, the function's arguments, what it returns)
 STEPS = {
-    1: ('dL/dx-hat (dbnraw)', ['dhpreact', 'bngain'], 'dbnraw'),
-    2: ('dL/dsigma^2 (dbnvar)', ['dbnraw', 'bndiff', 'bnvar'], 'dbnvar'),
-    3: ('dL/dmu (dbnmeani)', ['dbnraw', 'dbnvar', 'bndiff', 'bnvar'], 'dbnmeani'),
-    4: ('dL/dx through three paths (dhprebn)', ['dbnraw', 'dbnvar', 'dbnmeani', 'bndiff', 'bnvar'], 'dhprebn'),
-    5: ('dL/dx in one line (dhprebn)', ['dhpreact', 'bngain', 'bnvar_inv', 'bnraw'], 'dhprebn'),
+    1: ('test_step1', 'dL/dx-hat (dbnraw)', 'backprop_bnraw', ['dhpreact', 'bngain'], 'dbnraw'),
+    2: ('test_step2', 'dL/dsigma^2 (dbnvar)', 'backprop_bnvar', ['dbnraw', 'bndiff', 'bnvar'], 'dbnvar'),
+    3: ('test_step3', 'dL/dmu (dbnmeani)', 'backprop_bnmeani', ['dbnraw', 'dbnvar', 'bndiff', 'bnvar'], 'dbnmeani'),
+    4: ('test_step4', 'dL/dx through three paths (dhprebn)', 'backprop_hprebn',
+        ['dbnraw', 'dbnvar', 'dbnmeani', 'bndiff', 'bnvar'], 'dhprebn'),
+    5: ('test_step5', 'dL/dx in one line (dhprebn)', 'backprop_batchnorm_fused',
+        ['dhpreact', 'bngain', 'bnvar_inv', 'bnraw'], 'dhprebn'),
 }
 
 
-def batchnorm_values(atoms, bngain):
-    """The batchnorm's values and PyTorch's gradients, by the names the steps use, from a
-    forward_atoms dict after loss.backward()."""
-    v = {k: atoms[k].detach() for k in ['bndiff', 'bnvar', 'bnvar_inv', 'bnraw']}
-    v['bngain'] = bngain.detach()
-    v.update({'d' + k: atoms[k].grad for k in ['hpreact', 'bnraw', 'bnvar', 'bnmeani', 'hprebn']})
-    return v
-
-
-def fresh_batchnorm(n, width, seed, spread=3):
+def make_batchnorm_case(g, n, width, spread=3):
     """The network in float64 on a random batch, with the first layer's columns scaled by
-    10**-spread ... 10**spread, so that batchnorm sees features whose variances range
-    from about 1e-6 (below the epsilon) to 1e6."""
-    g = torch.Generator().manual_seed(seed)
-    params = init_params(n_hidden=width, g=g, dtype=torch.float64)
-    C, W1, b1, W2, b2, bngain, bnbias = params
+    10**-spread ... 10**spread (variances from about 1e-6, below the epsilon, to 1e6), a
+    random upstream gradient dhpreact, and the true dbnraw, dbnvar, dbnmeani it gives."""
+    case = make_network_case(g, n, width, 27, 10, 3, upstream='hpreact')
     exponents = torch.linspace(-spread, spread, width, dtype=torch.float64)
     scales = 10.0 ** exponents[torch.randperm(width, generator=g)]
+    C, W1, b1, W2, b2, bngain, bnbias = case['parameters']
+    params = [C, W1 * scales, b1 * scales, W2, b2, bngain, bnbias]
     with torch.no_grad():
-        W1 *= scales
-        b1 *= scales
-    Xb = torch.randint(0, C.shape[0], (n, 3), generator=g)
-    Yb = torch.randint(0, C.shape[0], (n,), generator=g)
-    atoms = forward_atoms(params, Xb, Yb)
-    atoms['loss'].backward()
-    return batchnorm_values(atoms, bngain)
+        atoms = forward_atoms(params, case['Xb'], case['Yb'])
+    case.update(atoms, parameters=params, W1=params[1], b1=params[2])
+    case.update({k: v for k, v in network_reference(case, 'hpreact', GRADS).items() if k != 'dhprebn'})
+    return case
+
+
+def batchnorm_values(case):
+    """What the classic-mistake formulas need, with PyTorch's gradients, from a case."""
+    v = {k: case[k] for k in ['bndiff', 'bnvar', 'bnvar_inv', 'bnraw', 'bngain', 'dhpreact']}
+    return v | network_reference(case, 'hpreact', GRADS)
 
 
 # ---------------------------------------------------------------- classic mistakes
 
 def three_paths(v, n, bessel=True, sigma_path=True):
     """dL/dx from dL/dx-hat, dL/dsigma^2 and dL/dmu, right or with a classic mistake."""
-    dx = v['dbnraw'] * (v['bnvar'] + EPS)**-0.5 + v['dbnmeani'] / n
+    dx = v['dbnraw'] * (v['bnvar'] + BN_EPS)**-0.5 + v['dbnmeani'] / n
     if sigma_path:
         dx = dx + v['dbnvar'] * 2 * v['bndiff'] / (n - 1 if bessel else n)
     return dx
@@ -94,36 +91,49 @@ def known_mistake(step, got, v, rtol, atol):
     return None
 
 
-def problem(step, got, v, rtol, atol):
-    """None if the step's answer `got` is right for the values v, else what is wrong."""
-    output = STEPS[step][2]
-    wrong = diagnose(got, v[output], output, rtol=rtol, atol=atol)
-    if wrong is None:
-        return None
-    why = known_mistake(step, got, v, rtol, atol)
-    return f'{output} is wrong: {why}' if why else wrong
+def step_spec(step):
+    gid, what, answer, args, output = STEPS[step]
+    return FunctionSpec(gid, f'step {step}, {what}', answer, args, [output], SIZES, VISIBLE, make_batchnorm_case,
+                        reference=lambda case: {output: network_reference(case, 'hpreact', GRADS)[output]},
+                        mistake=lambda case, name, got: known_mistake(step, got, batchnorm_values(case),
+                                                                      RTOL64, ATOL64))
 
 
-# ---------------------------------------------------------------- the checks
+SPECS = [step_spec(step) for step in STEPS]
 
-def _run(step, fn, v, where, rtol, atol):
-    title, inputs, output = STEPS[step]
-    where = f'step {step}, {title}, {where}'
-    got = call_student(fn, {k: v[k] for k in inputs}, [output], where)[output]
-    wrong = problem(step, got, v, rtol, atol)
-    if wrong:
-        raise GradingError(f'{where}:\n  {wrong}')
+
+# ---------------------------------------------------------------- on the notebook's own batch
+
+def notebook_values(atoms, bngain):
+    """The notebook's batchnorm values and PyTorch's gradients (after loss.backward())."""
+    v = {k: atoms[k].detach() for k in ['bndiff', 'bnvar', 'bnvar_inv', 'bnraw']}
+    v['bngain'] = bngain.detach()
+    v.update({'d' + k: atoms[k].grad for k in ['hpreact', 'bnraw', 'bnvar', 'bnmeani', 'hprebn']})
+    return v
 
 
 def expect_step(step, fn, atoms, bngain):
-    """The visible test: the step's function on the notebook's batch matches PyTorch."""
-    _run(step, fn, batchnorm_values(atoms, bngain), "on the notebook's batch", rtol=1e-5, atol=1e-7)
-    print(f'step {step}: {STEPS[step][2]} matches PyTorch on this batch')
+    """The visible test on the notebook's batch: the step's function matches PyTorch, and
+    a wrong answer that matches a classic mistake is named."""
+    _, what, _, args, output = STEPS[step]
+    v = notebook_values(atoms, bngain)
+    try:
+        with torch.no_grad():
+            got = fn(*[v[k] for k in args])
+    except NotImplementedError:
+        raise GradingError(f'step {step}: not written yet') from None
+    if got is None:
+        raise GradingError(f'step {step}: {output} is not written yet (still None)')
+    wrong = diagnose(got, v[output], output, rtol=RTOL32, atol=ATOL32)
+    if wrong:
+        why = known_mistake(step, got, v, rtol=1e-4, atol=1e-6)
+        raise GradingError(f'step {step}, {what}, on the notebook\'s batch:\n  '
+                           + (f'{output} is wrong: {why}' if why else wrong))
+    print(f'step {step}: {output} matches PyTorch on this batch')
 
 
-def check_step(step, fn):
-    """The hidden test: the step's function on every fresh batch of CASES, in float64."""
-    for case in CASES:
-        where = 'fresh batch with ' + ', '.join(f'{k}={v}' for k, v in case.items())
-        _run(step, fn, fresh_batchnorm(**case), where, rtol=RTOL, atol=ATOL)
-    passed(f'step {step} on {len(CASES)} fresh batches')
+def name_mistake(step, got, atoms, bngain):
+    """Under a cmp line: say which classic mistake a wrong answer matches, if any."""
+    why = known_mistake(step, got, notebook_values(atoms, bngain), rtol=1e-4, atol=1e-6)
+    if why:
+        print(f'{"":15s}   {why}')

@@ -88,13 +88,13 @@ def notebook_globals(fn, seen=None):
     return list(dict.fromkeys(names))
 
 
-def call(fn, args, arg_names, returns):
+def call(fn, args, arg_names, returns, copy=True):
     """fn(*args) with autograd off, float64 by default and its printing swallowed, as plain
     data: {'values': {name: value}, 'shared': [[a, b]], 'changed': [arg], 'globals': [...]}
     or {'error': 'what went wrong'}. Never raises for anything fn does."""
     if not callable(fn):
         return {'error': f'expected a function, got {type(fn).__name__}'}
-    given = [_copy(a) for a in args]
+    given = [_copy(a) for a in args] if copy else args
     quiet = io.StringIO()  # what the function prints is not graded (and stderr costs the cell)
     try:
         with autograd_off(), warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
@@ -113,8 +113,8 @@ def call(fn, args, arg_names, returns):
     tensors = {k: v for k, v in zip(returns, got) if isinstance(v, torch.Tensor)}
     shared = [[a, b] for i, a in enumerate(tensors) for b in list(tensors)[i + 1:]
               if _storage(tensors[a]) is not None and _storage(tensors[a]) == _storage(tensors[b])]
-    changed = [name for name, a, b in zip(arg_names, args, given)
-               if isinstance(a, torch.Tensor) and not (a.shape == b.shape and torch.equal(a, b))]
+    changed = [name for name, a, b in zip(arg_names, args, given) if copy and isinstance(a, torch.Tensor)
+               and not (a.shape == b.shape and torch.equal(a, b))]
     return {'values': {k: plain(v) for k, v in zip(returns, got)}, 'shared': shared, 'changed': changed,
             'globals': notebook_globals(fn)}
 
@@ -151,8 +151,8 @@ def describe_sizes(sizes):
 def explain_error(error, outputs, sizes):
     """A sentence for an exception the student's function raised on this case."""
     where = describe_sizes(sizes)
-    if error.startswith('NotImplementedError'):
-        return 'not written yet (it raises NotImplementedError)'
+    if error.startswith('NotImplementedError') or 'not written yet' in error:
+        return 'not written yet' + (' (it raises NotImplementedError)' if error.startswith('NotImpl') else ' (still None)')
     if 'autograd is switched off' in error or 'saved tensors default hooks' in error:
         return 'it calls autograd, which is switched off while grading: compute the gradients by hand'
     if 'dtype' in error or 'scalar type' in error or ('Float' in error and 'Double' in error):
@@ -171,7 +171,7 @@ def _listed(used):
     return ('global ' if len(used) == 1 else 'globals ') + '; '.join(used)
 
 
-def judge_values(returns, want, outputs, sizes, extra=None):
+def judge_values(returns, want, outputs, sizes, extra=None, first_wrong=False):
     """None if outputs['values'] match `want` (float64, RTOL64/ATOL64), else one sentence
     naming what is wrong and, where it can tell, why: a notebook global, a hard-coded size,
     a dtype cast, two gradients sharing storage, an input changed in place.
@@ -206,7 +206,9 @@ def judge_values(returns, want, outputs, sizes, extra=None):
     if changed:
         causes.append(f'it changed its input {", ".join(map(str, changed[:3]))} in place: work on a copy (.clone())')
     head = f'on a fresh float64 batch with {describe_sizes(sizes)}: ' if sizes else ''
-    text = head + ' '.join(problems[:3]) + (f' (and {len(problems) - 3} more)' if len(problems) > 3 else '')
+    if first_wrong and len(wrong) > 1:
+        head += f'{len(wrong)} gradients are wrong; in backward order the first is {wrong[0]}, so look there first. '
+    text = head + ' '.join(problems[:2]) + (f' (and {len(problems) - 2} more)' if len(problems) > 2 else '')
     return text + (' Likely cause: ' + '; '.join(causes) + '.' if causes else '')
 
 
@@ -219,14 +221,23 @@ def _value_problem(name, got, ref, sizes):
         return f'{name} is a {type(got).__name__}, not a tensor.'
     if got.shape != ref.shape:
         hint = diagnose(got, ref, name)
-        if set(got.shape) & NOTEBOOK_SIZES - set(ref.shape):
+        if set(got.shape) & NOTEBOOK_SIZES - set(ref.shape) - set(sizes.values()):
             hint += (f' Its shape holds a size of the notebook\'s batch, not of this one ({describe_sizes(sizes)}): '
                      'a hard-coded size? Take every size from the tensors\' shapes.')
         return hint
     if ref.is_floating_point() and got.dtype != ref.dtype:
         return (f'{name} came back as {got.dtype}, not {ref.dtype}: a cast in your function (.float()?) '
                 'throws away precision; keep the inputs\' dtype.')
-    return diagnose(got, ref, name, rtol=RTOL64, atol=ATOL64)
+    if _close(got, ref):
+        return None
+    return diagnose(got, ref, name, rtol=RTOL64, atol=ATOL64) or f'{name} differs from PyTorch.'
+
+
+def _close(got, ref):
+    """allclose with RTOL64/ATOL64, from elementary operations."""
+    with torch._C.DisableTorchFunction():
+        got = torch.Tensor.as_subclass(got, torch.Tensor)
+        return bool(((got - ref).abs() <= ATOL64 + RTOL64 * ref.abs()).all())
 
 
 class Spec:
@@ -248,14 +259,22 @@ class FunctionSpec(Spec):
     """A graded function: arguments `args` (passed in this order), results `returns`.
     make(g, **size) draws a case; reference(case) gives the right results (autograd, float64)."""
 
-    def __init__(self, gid, title, answer, args, returns, sizes, visible, make, reference, mistake=None):
+    def __init__(self, gid, title, answer, args, returns, sizes, visible, make, reference, mistake=None,
+                 order=None):
         self.gid, self.title, self.answer = gid, title, answer
         self.args, self.returns, self.sizes, self.visible = args, returns, sizes, visible
         self.make, self.reference, self.mistake = make, reference, mistake
+        self.order = order  # judge the results in this order (backward order), naming the first wrong one
 
     def cases(self, seed, visible=False):
+        """Fresh inputs from the seed alone, one per size; never holding the answers themselves
+        (the kernel can read the inputs file)."""
         g = torch.Generator().manual_seed(seed)
-        return [dict(self.make(g, **size), sizes=size) for size in ([self.visible] if visible else self.sizes)]
+        out = []
+        for size in [self.visible] if visible else self.sizes:
+            case = {k: v for k, v in self.make(g, **size).items() if k not in self.returns}
+            out.append(dict(case, sizes=size))
+        return out
 
     def run(self, answer, inputs):
         try:
@@ -266,7 +285,8 @@ class FunctionSpec(Spec):
     def verdict(self, inputs, outputs):
         want = self.reference(inputs)
         extra = (lambda name, got: self.mistake(inputs, name, got)) if self.mistake else None
-        return judge_values(self.returns, want, outputs, inputs.get('sizes', {}), extra)
+        return judge_values(self.order or self.returns, want, outputs, inputs.get('sizes', {}), extra,
+                            first_wrong=bool(self.order))
 
 
 def judged(spec, answer, case):
@@ -287,8 +307,8 @@ def expect_fresh(gid, answer):
     verdict = judged(spec, answer, case)
     if verdict:
         raise GradingError(f'{spec.title}: {verdict}')
-    print(f'{spec.title}: also right on a fresh float64 batch with {describe_sizes(case.get("sizes", {}))}, '
-          'as the grader will run it')
+    sizes = describe_sizes(case.get('sizes', {}))
+    print(f'{spec.title}: right' + (f', also on a fresh float64 batch with {sizes}, as the grader will run it' if sizes else ''))
 
 
 def expect_grads(namespace, names):
@@ -296,14 +316,21 @@ def expect_grads(namespace, names):
     problems = []
     for k in names:
         mine = namespace.get('d' + k)
-        problems.append(f'd{k} is not written yet (still None)' if mine is None
-                        else diagnose(mine, namespace[k].grad, 'd' + k))
+        hint = 'not written yet (still None)' if mine is None else diagnose(mine, namespace[k].grad, 'd' + k)
+        if hint and mine is None:
+            hint = f'd{k} is {hint}'
+        if hint and isinstance(mine, torch.Tensor):
+            twins = [f'd{j}' for j in names if j != k and isinstance(namespace.get('d' + j), torch.Tensor)
+                     and _storage(namespace['d' + j]) == _storage(mine)]
+            if twins:
+                hint += (f' It shares its storage with {", ".join(twins)}, so an in-place += on one changed the '
+                         f'other: make it a copy first (.clone()).')
+        problems.append(hint)
     problems = [p for p in problems if p]
+    unwritten = [f'd{k}' for k in names if namespace.get('d' + k) is None]
+    if problems and len(unwritten) == len(names):
+        raise GradingError(f'not written yet: {", ".join(unwritten)} still None')
     if problems:
         raise GradingError('\n'.join(problems))
     print(f'd{names[0]} matches' if len(names) == 1 else f'all {len(names)} gradients match', 'PyTorch on this batch')
 
-
-# notebooks 2-4 still use the old in-kernel checks until their specs land
-from checks.legacy import (ATOL, RTOL, call_student, check_cases, compare, guard_kit, passed,  # noqa: E402,F401
-                           put_back)

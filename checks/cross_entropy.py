@@ -1,67 +1,99 @@
-"""Hidden tests of notebook 2: the fused dlogits on fresh logits, and the three questions."""
+"""Notebook 2's graded cells: the fused dlogits on fresh logits, and the three questions
+(one number, two small functions of probs and Yb, so printed values pasted in fail)."""
 import torch
 import torch.nn.functional as F
 
-from checks.core import GradingError, check_cases, passed
+from checks.core import MAX_TEXT, FunctionSpec, Spec, describe_sizes, judge_values
 
-# other batch sizes and numbers of classes; the last case has logits in the thousands,
-# where exp overflows to inf (in float64 too) and a softmax without the max trick gives NaN
-CASES = [dict(n=32, vocab_size=27, scale=1.0, seed=1), dict(n=5, vocab_size=7, scale=1.0, seed=2),
-         dict(n=2, vocab_size=3, scale=1.0, seed=3), dict(n=100, vocab_size=50, scale=3.0, seed=4),
-         dict(n=16, vocab_size=27, scale=1000.0, seed=5)]
+# other batch sizes and numbers of classes; logits in the thousands, where exp overflows to
+# inf (in float64 too) and a softmax without the max trick gives NaN
+SIZES = [dict(n=32, vocab_size=27, scale=1.0), dict(n=5, vocab_size=7, scale=1.0),
+         dict(n=2, vocab_size=3, scale=1.0), dict(n=100, vocab_size=50, scale=3.0),
+         dict(n=16, vocab_size=27, scale=1000.0)]
+VISIBLE = dict(n=6, vocab_size=9, scale=1000.0)
 
 
-def fresh_logits(n, vocab_size, scale, seed):
-    """Random float64 logits and labels, and PyTorch's gradient of the mean cross-entropy.
-    The labels never use the last class, so F.one_hot(Yb) without num_classes is caught."""
-    g = torch.Generator().manual_seed(seed)
-    logits = (scale * torch.randn(n, vocab_size, generator=g, dtype=torch.float64)).requires_grad_()
+def make_logits(g, n, vocab_size, scale):
+    """Random float64 logits, their softmax, and labels that never use the last class (so
+    F.one_hot(Yb) without num_classes is caught)."""
+    logits = scale * torch.randn(n, vocab_size, generator=g, dtype=torch.float64)
     Yb = torch.randint(0, vocab_size - 1, (n,), generator=g)
-    F.cross_entropy(logits, Yb).backward()
-    return dict(logits=logits.detach(), Yb=Yb, dlogits=logits.grad)
+    return dict(logits=logits, Yb=Yb, probs=F.softmax(logits, 1))
 
 
-def check_dlogits(fn):
-    """backprop_logits(logits, Yb) on every case of CASES."""
-    check_cases(fn, CASES, fresh_logits, ['logits', 'Yb'], ['dlogits'], 'backprop_logits')
+def dlogits_reference(case):
+    logits = case['logits'].clone().requires_grad_()
+    with torch.enable_grad():
+        F.cross_entropy(logits, case['Yb']).backward()
+    return {'dlogits': logits.grad}
 
 
-def _number(answer, name):
-    if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-        answer = answer.item()
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise GradingError(f'{name} should be a number, got {type(answer).__name__}')
-    return answer
+class RowSum(Spec):
+    """Question 1: what every row of dlogits adds up to, a plain number."""
+    gid, title, answer = 'test_row_sum', 'question 1 (row_sum)', 'row_sum'
+
+    def cases(self, seed, visible=False):
+        return [dict(sizes={})]
+
+    def run(self, answer, inputs):
+        if isinstance(answer, torch.Tensor) and answer.numel() == 1:
+            answer = answer.item()
+        if answer is None:
+            return {'error': 'row_sum is not written yet (still None)'}
+        if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+            return {'error': f'row_sum should be a number, got {type(answer).__name__}'[:MAX_TEXT]}
+        return {'values': {'row_sum': float(answer)}}
+
+    def verdict(self, inputs, outputs):
+        if isinstance(outputs, dict) and 'error' in outputs:
+            return str(outputs['error'])[:MAX_TEXT]
+        values = outputs.get('values') if isinstance(outputs, dict) else None
+        got = values.get('row_sum') if isinstance(values, dict) else None
+        if not isinstance(got, float):
+            return 'row_sum is not a number'
+        if abs(got) > 1e-6:
+            return f'row_sum = {got:g} is not what a row of dlogits adds up to: add up (p_k - 1[k = y]) / n over all k'
+        return None
 
 
-def check_row_sum(row_sum):
-    row_sum = _number(row_sum, 'row_sum')
-    if abs(row_sum) > 1e-6:
-        raise GradingError(f'row_sum = {row_sum} is not what a row of dlogits adds up to: '
-                           'add up (p_k - 1[k = y]) / n over all k')
-    passed('row_sum')
+def negative_column_verdict(inputs, outputs):
+    values = outputs.get('values') if isinstance(outputs, dict) else None
+    got = values.get('negative_column') if isinstance(values, dict) else None
+    Yb = inputs['Yb']
+    if isinstance(got, torch.Tensor) and got.shape == Yb.shape and got.is_floating_point():
+        return (f'negative_column holds {got.dtype} numbers: it should hold whole column indices '
+                '(an integer tensor, like Yb)')
+    if isinstance(got, torch.Tensor) and got.shape == Yb.shape and not got.is_complex() and not torch.equal(got, Yb):
+        wrong = (got != Yb).sum().item()
+        return (f'on fresh probabilities with {describe_sizes(inputs["sizes"])}, negative_column is wrong for '
+                f'{wrong} of {Yb.shape[0]} examples: which k makes p_k - 1[k = y] negative?')
+    return judge_values(['negative_column'], {'negative_column': Yb}, outputs, inputs['sizes'])
 
 
-def _index_tensor(answer, name, n):
-    if not isinstance(answer, torch.Tensor) or answer.shape != (n,):
-        raise GradingError(f'{name} should be a tensor of shape ({n},), one entry per example')
-    return answer
+def pull_verdict(inputs, outputs):
+    return judge_values(['pull'], pull_reference(inputs), outputs, inputs['sizes'])
 
 
-def check_negative_column(negative_column, Yb):
-    negative_column = _index_tensor(negative_column, 'negative_column', Yb.shape[0])
-    if negative_column.is_floating_point() or not torch.equal(negative_column, Yb):
-        wrong = (negative_column != Yb).sum().item()
-        raise GradingError(f'negative_column is wrong for {wrong} of {Yb.shape[0]} examples '
-                           '(and should hold whole column indices): which k makes p_k - 1[k = y] negative?')
-    passed('negative_column')
+def pull_reference(case):
+    n = case['Yb'].shape[0]
+    return {'pull': 1 - case['probs'][torch.arange(n), case['Yb']]}
 
 
-def check_pull(pull, logits, Yb):
-    n = Yb.shape[0]
-    pull = _index_tensor(pull, 'pull', n)
-    want = 1 - F.softmax(logits.double(), 1)[range(n), Yb]
-    if not torch.allclose(pull.double(), want, rtol=1e-4, atol=1e-6):
-        raise GradingError('pull is not n times the size of the label\'s entry of dlogits: '
-                           'write that entry, p_y - 1 over n, with probs')
-    passed('pull')
+class Question(FunctionSpec):
+    def __init__(self, gid, title, answer, returns, verdict):
+        super().__init__(gid, title, answer, ['probs', 'Yb'], returns, SIZES[:4], dict(n=6, vocab_size=9, scale=1.0),
+                         make_logits, None)
+        self._verdict = verdict
+
+    def verdict(self, inputs, outputs):
+        return self._verdict(inputs, outputs)
+
+
+SPECS = [
+    FunctionSpec('test_dlogits', 'backprop_logits', 'backprop_logits', ['logits', 'Yb'], ['dlogits'],
+                 SIZES, VISIBLE, make_logits, dlogits_reference),
+    RowSum(),
+    Question('test_negative_column', 'question 2 (negative_column)', 'negative_column', ['negative_column'],
+             negative_column_verdict),
+    Question('test_pull', 'question 3 (pull)', 'pull', ['pull'], pull_verdict),
+]

@@ -28,5 +28,5 @@ def hand_in(gid, answer):
         verdict = judged(spec, answer, case)
         if verdict:
             raise GradingError(f'{spec.title}: {verdict}')
-    print(f'{spec.title}: right on {len(cases)} fresh batch{"es" if len(cases) > 1 else ""} '
-          '(when graded, the grader draws its own and judges them outside this kernel)')
+    drawn = f' on {len(cases)} fresh batches' if any(case.get('sizes') for case in cases) else ''
+    print(f'{spec.title}: right{drawn} (when graded, the grader judges it outside this kernel)')

@@ -1,19 +1,28 @@
-"""Hidden tests of notebook 4: the whole backward pass, the first training steps, a training
-step without autograd, and the loss the trained network reaches."""
+"""Notebook 4's graded cells: the whole backward pass, the first training steps, a training
+step without autograd (other learning rates), and the loss the trained network reaches,
+measured by the grader with the grader's own number of steps."""
 import math
 import os
 
 import torch
 import torch.nn.functional as F
 
-from checks.core import ATOL, RTOL, GradingError, call_student, compare, passed
-from helpers import init_params, read_words, split_dataset, vocabulary
+from checks.core import (MAX_TEXT, FunctionSpec, GradingError, Spec, autograd_off, call, describe_sizes,
+                         judge_values, plain)
+from helpers import BN_EPS, ATOL64, RTOL64, init_params, read_words, split_dataset, vocabulary
 
-CASES = [dict(n=32, n_hidden=200, seed=1), dict(n=5, n_hidden=7, seed=2),
-         dict(n=2, n_hidden=3, seed=3), dict(n=100, n_hidden=20, seed=4)]
 PARAMS = ['C', 'W1', 'b1', 'W2', 'b2', 'bngain', 'bnbias']
 GRADS = ['d' + p for p in PARAMS]
+BACKWARD_ORDER = ['db2', 'dW2', 'dbngain', 'dbnbias', 'db1', 'dW1', 'dC']  # as the backward pass meets them
 SAVED = ['embcat', 'bnraw', 'bnvar_inv', 'h', 'probs']
+# the notebook's sizes, then other batch sizes, widths, vocabularies, embeddings and contexts
+SIZES = [dict(n=32, n_hidden=200, vocab_size=27, n_embd=10, block_size=3),
+         dict(n=5, n_hidden=7, vocab_size=11, n_embd=4, block_size=2),
+         dict(n=2, n_hidden=3, vocab_size=5, n_embd=3, block_size=4),
+         dict(n=100, n_hidden=20, vocab_size=40, n_embd=12, block_size=3)]
+VISIBLE = dict(n=6, n_hidden=9, vocab_size=13, n_embd=5, block_size=2)
+LEARNING_RATES = [0.1, 0.05, 0.3, 0.01]
+FIRST_STEPS = 20
 DEFAULT_STEPS = 200_000
 
 # The bar the trained network must pass, by number of training steps (lr 0.1, then 0.01 from
@@ -37,27 +46,19 @@ MARGIN = 0.02
 # ---------------------------------------------------------------- the reference
 
 def forward(parameters, Xb, Yb):
-    """The notebook's forward pass: the loss and the values its backward pass needs."""
+    """Notebook 4's forward pass (tests/test_training.py proves its locked cell computes the
+    same): the loss and the values its backward pass needs."""
     C, W1, b1, W2, b2, bngain, bnbias = parameters
     n = Xb.shape[0]
     embcat = C[Xb].view(n, -1)
     hprebn = embcat @ W1 + b1
     bndiff = hprebn - hprebn.mean(0, keepdim=True)
-    bnvar_inv = ((bndiff**2).sum(0, keepdim=True) / (n - 1) + 1e-5)**-0.5
+    bnvar_inv = ((bndiff**2).sum(0, keepdim=True) / (n - 1) + BN_EPS)**-0.5
     bnraw = bndiff * bnvar_inv
     h = torch.tanh(bngain * bnraw + bnbias)
     probs = F.softmax(h @ W2 + b2, 1)
     loss = -probs[torch.arange(n), Yb].log().mean()
     return loss, dict(embcat=embcat, bnraw=bnraw, bnvar_inv=bnvar_inv, h=h, probs=probs)
-
-
-def fresh_model(n, n_hidden, seed, vocab_size=27, n_embd=10, block_size=3):
-    """Float64 parameters from init_params, and a random batch, all from one seeded generator."""
-    g = torch.Generator().manual_seed(seed)
-    parameters = init_params(vocab_size, n_embd, n_hidden, block_size, g=g, dtype=torch.float64)
-    Xb = torch.randint(0, vocab_size, (n, block_size), generator=g)
-    Yb = torch.randint(0, vocab_size, (n,), generator=g)
-    return parameters, Xb, Yb, g
 
 
 def autograd_reference(parameters, Xb, Yb):
@@ -70,94 +71,151 @@ def autograd_reference(parameters, Xb, Yb):
             {'d' + name: p.grad for name, p in zip(PARAMS, leaves)})
 
 
-def run_backward(backward, parameters, Xb, Yb, saved, where):
-    inputs = dict(parameters=[p.detach().clone() for p in parameters], Xb=Xb, Yb=Yb, **saved)
-    return call_student(backward, inputs, GRADS, where)
+def fresh_parameters(g, n_hidden, vocab_size, n_embd, block_size):
+    return [p.detach() for p in init_params(vocab_size, n_embd, n_hidden, block_size, g=g, dtype=torch.float64)]
 
 
-def label(case):
-    return ', '.join(f'{k}={v}' for k, v in case.items())
+def fresh_batch(g, n, vocab_size, block_size):
+    return torch.randint(0, vocab_size, (n, block_size), generator=g), torch.randint(0, vocab_size, (n,), generator=g)
 
 
-# ---------------------------------------------------------------- the graded checks
-
-def check_backward(backward, cases=CASES):
-    """backward(parameters, Xb, Yb, embcat, bnraw, bnvar_inv, h, probs) returns PyTorch's
-    seven gradients on fresh float64 batches, with autograd switched off."""
-    for case in cases:
-        parameters, Xb, Yb, _ = fresh_model(**case)
-        _, saved, want = autograd_reference(parameters, Xb, Yb)
-        where = f'backward, fresh batch with {label(case)}'
-        compare(run_backward(backward, parameters, Xb, Yb, saved, where), want, where)
-    passed(f'backward, all seven gradients, on {len(cases)} fresh batch{"es" if len(cases) > 1 else ""}')
+def make_backward_case(g, n, n_hidden, vocab_size, n_embd, block_size):
+    parameters = fresh_parameters(g, n_hidden, vocab_size, n_embd, block_size)
+    Xb, Yb = fresh_batch(g, n, vocab_size, block_size)
+    with torch.no_grad():
+        _, saved = forward(parameters, Xb, Yb)
+    return dict(saved, parameters=parameters, Xb=Xb, Yb=Yb)
 
 
-def check_first_steps(backward, cases=CASES[:3], steps=20, lr=0.1):
-    """Train a fresh float64 network for `steps` steps with backward's gradients; at every
-    step they must match PyTorch's."""
-    for case in cases:
-        parameters, _, _, g = fresh_model(**case)
-        vocab_size, block_size = parameters[0].shape[0], 3
-        for i in range(steps):
-            Xb = torch.randint(0, vocab_size, (case['n'], block_size), generator=g)
-            Yb = torch.randint(0, vocab_size, (case['n'],), generator=g)
-            _, saved, want = autograd_reference(parameters, Xb, Yb)
-            where = f'training step {i} of a fresh network with {label(case)}'
-            got = run_backward(backward, parameters, Xb, Yb, saved, where)
-            compare(got, want, where)
-            with torch.no_grad():
-                for p, name in zip(parameters, GRADS):
-                    p -= lr * got[name]
-    passed(f'backward at each of {steps} training steps of {len(cases)} fresh networks')
+def backward_reference(case):
+    return autograd_reference(case['parameters'], case['Xb'], case['Yb'])[2]
 
 
-def expect_first_steps(mismatches, steps_checked, steps):
-    """The visible check: the notebook's first `steps` steps all ran and left no mismatch."""
-    if steps_checked < steps:
-        raise GradingError(f'only {steps_checked} of the first {steps} steps ran: the error above stopped '
-                           'the others (is backward written yet?)')
-    if mismatches:
-        shown = '\n  '.join(f'step {i}: {hint}' for i, hint in mismatches[:5])
-        more = f'\n  ... and {len(mismatches) - 5} more' if len(mismatches) > 5 else ''
-        raise GradingError(f'{len(mismatches)} gradient(s) differed from PyTorch\'s during the first '
-                           f'{steps} steps:\n  {shown}{more}')
-    print(f'all seven gradients matched PyTorch\'s at each of the first {steps} steps')
+# ---------------------------------------------------------------- the first steps of training
+
+class FirstSteps(Spec):
+    """test_first_steps: the student's backward trains a fresh network for a few steps from the
+    grader's parameters and batches; at every step its gradients must be autograd's on the
+    parameters it reached, and every update p - lr * dp."""
+    gid, title, answer = 'test_first_steps', 'the first training steps', 'backward'
+
+    def cases(self, seed, visible=False, steps=FIRST_STEPS):
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for size in [VISIBLE] if visible else SIZES[:3]:
+            k = 3 if visible else steps
+            parameters = fresh_parameters(g, size['n_hidden'], size['vocab_size'], size['n_embd'], size['block_size'])
+            batches = [fresh_batch(g, size['n'], size['vocab_size'], size['block_size']) for _ in range(k)]
+            out.append(dict(parameters=parameters, Xbs=torch.stack([x for x, _ in batches]),
+                            Ybs=torch.stack([y for _, y in batches]), lr=0.1, sizes=size))
+        return out
+
+    def run(self, backward, inputs):
+        try:
+            parameters = [p.clone() for p in inputs['parameters']]
+            reached, steps = [], []
+            for Xb, Yb in zip(inputs['Xbs'], inputs['Ybs']):
+                with autograd_off():
+                    _, saved = forward(parameters, Xb, Yb)
+                reached.append([plain(p) for p in parameters])
+                out = call(backward, [parameters, Xb, Yb, *saved.values()], ['parameters', 'Xb', 'Yb', *SAVED], GRADS)
+                steps.append(out)
+                grads = [out.get('values', {}).get(name) for name in GRADS]
+                if not all(isinstance(d, torch.Tensor) and d.shape == p.shape for d, p in zip(grads, parameters)):
+                    break
+                parameters = [p - inputs['lr'] * d.to(p.dtype) for p, d in zip(parameters, grads)]
+            return {'parameters': reached, 'steps': steps}
+        except Exception as e:
+            return {'error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}
+
+    def verdict(self, inputs, outputs):
+        if not isinstance(outputs, dict) or 'error' in outputs:
+            return judge_values(GRADS, {}, outputs, inputs['sizes'])
+        reached, steps = outputs.get('parameters'), outputs.get('steps')
+        if not isinstance(reached, list) or not isinstance(steps, list) or not steps or len(reached) != len(steps):
+            return 'it handed in nothing readable'
+        expected = inputs['parameters']
+        for i, (Xb, Yb) in enumerate(zip(inputs['Xbs'], inputs['Ybs'])):
+            if i >= len(steps):
+                return f'only {len(steps)} of {len(inputs["Xbs"])} training steps ran'
+            params = reached[i]
+            if not (isinstance(params, list) and len(params) == 7 and all(
+                    isinstance(p, torch.Tensor) and p.shape == e.shape and p.dtype == e.dtype for p, e in zip(params, expected))
+                    and all(torch.allclose(p, e, rtol=RTOL64, atol=ATOL64) for p, e in zip(params, expected))):
+                return f'training step {i} did not start from p - lr * dp of the step before'
+            want = autograd_reference(params, Xb, Yb)[2]
+            wrong = judge_values(BACKWARD_ORDER, want, steps[i], inputs['sizes'], first_wrong=True)
+            if wrong:
+                return f'at training step {i} of a fresh network: {wrong}'
+            expected = [p - inputs['lr'] * steps[i]['values'][d] for p, d in zip(params, GRADS)]
+        return None
 
 
-def check_step(train_step, cases=CASES, lr=0.1):
-    """train_step(parameters, Xb, Yb, lr) with autograd switched off updates every parameter
-    in place to p - lr * dp and returns the batch's loss."""
-    for case in cases:
-        parameters, Xb, Yb, _ = fresh_model(**case)
-        loss, _, grads = autograd_reference(parameters, Xb, Yb)
-        want = [p.detach() - lr * grads['d' + name] for name, p in zip(PARAMS, parameters)]
-        before = [p.detach().clone() for p in parameters]
-        where = f'train_step, fresh batch with {label(case)}'
-        got = call_student(train_step, dict(parameters=parameters, Xb=Xb, Yb=Yb, lr=lr), ['loss'], where)
-        problems, unchanged = [], []
-        for name, p, w, p0 in zip(PARAMS, parameters, want, before):
-            p = p.detach()
-            if torch.allclose(p, w, rtol=RTOL, atol=ATOL):
+# ---------------------------------------------------------------- a step without autograd
+
+class NoGradStep(Spec):
+    """test_no_grad_step: train_step(parameters, Xb, Yb, lr) with autograd off updates every
+    parameter in place to p - lr * dp, for other learning rates too, and returns the loss."""
+    gid, title, answer = 'test_no_grad_step', 'train_step', 'train_step'
+
+    def cases(self, seed, visible=False):
+        g = torch.Generator().manual_seed(seed)
+        sizes = [dict(VISIBLE, lr=0.05)] if visible else [dict(s, lr=lr) for s, lr in zip(SIZES, LEARNING_RATES)]
+        out = []
+        for size in sizes:
+            case = make_backward_case(g, **{k: v for k, v in size.items() if k != 'lr'})
+            out.append(dict(parameters=case['parameters'], Xb=case['Xb'], Yb=case['Yb'], lr=size['lr'], sizes=size))
+        return out
+
+    def run(self, train_step, inputs):
+        try:
+            parameters = [p.clone() for p in inputs['parameters']]
+            out = call(train_step, [parameters, inputs['Xb'], inputs['Yb'], inputs['lr']],
+                       ['parameters', 'Xb', 'Yb', 'lr'], ['loss'], copy=False)
+            out['parameters'] = [plain(p) for p in parameters]
+            return out
+        except Exception as e:
+            return {'error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}
+
+    def verdict(self, inputs, outputs):
+        sizes, lr = inputs['sizes'], inputs['lr']
+        if not isinstance(outputs, dict) or 'error' in outputs:
+            return judge_values(['loss'], {}, outputs, sizes)
+        loss, _, grads = autograd_reference(inputs['parameters'], inputs['Xb'], inputs['Yb'])
+        after = outputs.get('parameters')
+        if not isinstance(after, list) or len(after) != 7:
+            return 'it handed in nothing readable'
+        problems, unchanged, slow = [], [], []
+        for name, p, p0 in zip(PARAMS, after, inputs['parameters']):
+            want = p0 - lr * grads['d' + name]
+            if not isinstance(p, torch.Tensor) or p.shape != p0.shape:
+                problems.append(f'{name} is no longer a tensor of shape {tuple(p0.shape)}')
+            elif torch.allclose(p.to(want.dtype), want, rtol=RTOL64, atol=ATOL64):
                 continue
-            if torch.equal(p, p0):
+            elif torch.equal(p, p0):
                 unchanged.append(name)
+            elif lr != 0.1 and torch.allclose(p.to(want.dtype), p0 - 0.1 * grads['d' + name], rtol=RTOL64, atol=ATOL64):
+                slow.append(name)
             else:
                 problems.append(f'{name} after the step differs from {name} - lr * d{name} '
-                                f'(max difference {(p - w).abs().max().item():.1e})')
+                                f'(max difference {(p.to(want.dtype) - want).abs().max().item():.1e})')
+        if slow:
+            problems.append(f'{", ".join(slow)} moved by 0.1 times the gradient, but this step\'s lr is {lr}: '
+                            'use the lr argument, not a number typed in')
         if unchanged:
             problems.append(f'{", ".join(unchanged)} did not change: update the tensors in `parameters` '
                             'themselves, in place (p -= lr * grad)')
+        got = (outputs.get('values') or {}).get('loss')
         try:
-            loss_ok = abs(float(got['loss']) - loss.item()) <= 1e-6 * max(1.0, loss.item())
+            loss_ok = abs(float(got) - loss.item()) <= 1e-6 * max(1.0, loss.item())
         except (TypeError, ValueError, RuntimeError):
             loss_ok = False
         if not loss_ok:
-            problems.append(f'it returned {got["loss"]!r} as the loss; the batch\'s loss before the '
+            problems.append(f'it returned {str(got)[:60]} as the loss; the batch\'s loss before the '
                             f'update is {loss.item():.6f}')
         if problems:
-            raise GradingError(f'{where}:\n  ' + '\n  '.join(problems))
-    passed(f'train_step without autograd on {len(cases)} fresh batch{"es" if len(cases) > 1 else ""}')
-
+            return f'on a fresh float64 batch with {describe_sizes(sizes)}: ' + '; '.join(problems)
+        return None
 
 # ---------------------------------------------------------------- the trained network
 
@@ -185,7 +243,7 @@ def loss_bar(steps):
     return math.ceil((train + MARGIN) * 100) / 100, math.ceil((val + MARGIN) * 100) / 100
 
 
-def expect_losses(train_loss, val_loss, steps):
+def expect_losses(train_loss, val_loss, steps, quiet=False):
     """The visible check: the notebook's train and val loss are under the bar for `steps`."""
     bar_train, bar_val = loss_bar(steps)
     if not (train_loss <= bar_train and val_loss <= bar_val):
@@ -193,7 +251,8 @@ def expect_losses(train_loss, val_loss, steps):
                            f'above the bar of train {bar_train:.2f}, val {bar_val:.2f} (the worst of five runs of '
                            f'a correct solution, plus {MARGIN}). Check the gradients above, the learning '
                            'rate and the sign of the update.')
-    print(f'after {steps} steps: train {train_loss:.4f} <= {bar_train:.2f}, val {val_loss:.4f} <= {bar_val:.2f}')
+    if not quiet:
+        print(f'after {steps} steps: train {train_loss:.4f} <= {bar_train:.2f}, val {val_loss:.4f} <= {bar_val:.2f}')
 
 
 def split_losses(parameters, block_size=3):
@@ -205,7 +264,7 @@ def split_losses(parameters, block_size=3):
     with torch.no_grad():
         hprebn = C[Xtr].view(Xtr.shape[0], -1) @ W1 + b1
         bnvar, bnmean = torch.var_mean(hprebn, 0, keepdim=True)
-        scale = bngain * (bnvar + 1e-5)**-0.5  # batchnorm with fixed statistics is x * scale + shift
+        scale = bngain * (bnvar + BN_EPS)**-0.5  # batchnorm with fixed statistics is x * scale + shift
         shift = bnbias - bnmean * scale
 
         def loss(hpre, Y):
@@ -213,14 +272,61 @@ def split_losses(parameters, block_size=3):
         return loss(hprebn, Ytr), loss(C[Xdev].view(Xdev.shape[0], -1) @ W1 + b1, Ydev)
 
 
-def check_trained(parameters):
-    """The grader's own measurement of the trained network, against the bar for BPN_STEPS."""
-    if not isinstance(parameters, (list, tuple)) or len(parameters) != 7 \
-            or not all(isinstance(p, torch.Tensor) for p in parameters):
-        raise GradingError('`parameters` should be the list of the seven trained tensors '
-                           '[C, W1, b1, W2, b2, bngain, bnbias]')
-    if not all(torch.isfinite(p).all() for p in parameters):
-        raise GradingError('the trained parameters hold NaN or inf: the training diverged')
-    steps = steps_from_env()
-    expect_losses(*split_losses(parameters), steps)
-    passed('the trained network, measured again by the grader')  # fixed text: the grader matches it
+class Trained(Spec):
+    """test_trained: the grader measures the trained parameters itself, on the train and val
+    sets, against the bar for the grader's number of steps (inputs['steps']), never the kernel's."""
+    gid, title, answer = 'test_trained', 'the trained network', 'parameters'
+
+    def cases(self, seed, visible=False, steps=None):
+        return [dict(steps=steps if steps is not None else steps_from_env(), sizes={})]
+
+    def run(self, parameters, inputs):
+        if not isinstance(parameters, (list, tuple)) or len(parameters) != 7 \
+                or not all(isinstance(p, torch.Tensor) for p in parameters):
+            return {'error': '`parameters` should be the list of the seven trained tensors '
+                             '[C, W1, b1, W2, b2, bngain, bnbias]'}
+        return {'values': {'parameters': [plain(p) for p in parameters]}}
+
+    def verdict(self, inputs, outputs):
+        if not isinstance(outputs, dict) or 'error' in outputs:
+            return str(outputs.get('error') if isinstance(outputs, dict) else 'it handed in nothing readable')[:MAX_TEXT]
+        parameters = (outputs.get('values') or {}).get('parameters')
+        if not isinstance(parameters, list) or len(parameters) != 7 \
+                or not all(isinstance(p, torch.Tensor) and p.is_floating_point() for p in parameters):
+            return 'it handed in nothing readable as the seven trained parameters'
+        if not all(torch.isfinite(p).all() for p in parameters):
+            return 'the trained parameters hold NaN or inf: the training diverged'
+        try:
+            expect_losses(*split_losses(parameters), int(inputs['steps']), quiet=True)
+        except GradingError as e:
+            return str(e)
+        return None
+
+
+def expect_first_steps(mismatches, steps_checked, steps):
+    """The visible check: the notebook's first `steps` steps all ran and left no mismatch;
+    otherwise the first gradient to go wrong, in backward order, is named."""
+    if steps_checked < steps:
+        raise GradingError(f'only {steps_checked} of the first {steps} steps ran: the error above stopped '
+                           'the others (is backward written yet?)')
+    if mismatches:
+        first = min(i for i, _ in mismatches)
+        at_first = [hint for i, hint in mismatches if i == first]
+        rank = {name: k for k, name in enumerate(BACKWARD_ORDER)}
+        at_first.sort(key=lambda hint: rank.get(hint.split()[0], len(rank)))
+        lead = at_first[0].split()[0]
+        shown = '\n  '.join(f'step {i}: {hint}' for i, hint in mismatches[:5])
+        more = f'\n  ... and {len(mismatches) - 5} more' if len(mismatches) > 5 else ''
+        raise GradingError(f'{len(mismatches)} gradient(s) differed from PyTorch\'s during the first {steps} steps. '
+                           f'The first to go wrong, in backward order, is {lead} at step {first}: fix it first, '
+                           f'the others may follow from it.\n  {shown}{more}')
+    print(f'all seven gradients matched PyTorch\'s at each of the first {steps} steps')
+
+
+SPECS = [
+    FunctionSpec('test_backward', 'backward', 'backward', ['parameters', 'Xb', 'Yb', *SAVED], GRADS, SIZES, VISIBLE,
+                 make_backward_case, backward_reference, order=BACKWARD_ORDER),
+    FirstSteps(),
+    NoGradStep(),
+    Trained(),
+]

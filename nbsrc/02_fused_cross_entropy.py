@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import cmp, forward_atoms, notebook1_batch
-from checks.core import expect_grads
+from checks.core import expect_fresh, expect_grads
+from checks.handin import hand_in
 
 # %% [markdown]
 # ## The network of notebook 1
@@ -110,6 +111,7 @@ print(f'gap between two neighbouring float32 numbers near {loss.item():.2f}: {(n
 
 # %% solution id=dlogits
 def backprop_logits(logits, Yb):
+    dlogits = None
     ### BEGIN SOLUTION
     # On paper, for one example with label y:
     #   L_i = -log p_y = -l_y + log(sum_j exp(l_j))
@@ -133,16 +135,12 @@ with torch.no_grad():
 cmp('logits', dlogits, logits)
 
 # %% tests id=test_dlogits points=3
-# dlogits matches PyTorch's on this batch...
-expect_grads(globals(), ['logits'])
-# ...and the grader runs backprop_logits on fresh logits: other n, other numbers of
-# classes, logits in the thousands
+# dlogits matches PyTorch's on this batch, and on fresh float64 logits of other sizes, in the thousands
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.cross_entropy import check_dlogits
-check_dlogits(backprop_logits)
+hand_in('test_dlogits', backprop_logits)  # graded outside this kernel: other n, other numbers of classes
 ### END HIDDEN TESTS
+expect_grads(globals(), ['logits'])
+expect_fresh('test_dlogits', backprop_logits)
 
 # %% [markdown]
 # ## Approximate, not exact: where does the difference come from?
@@ -222,68 +220,69 @@ probs = F.softmax(logits.detach(), 1)
 # `dlogits.sum(1)` and explain to yourself why `dlogits.sum(1)` is not *exactly* it.
 
 # %% solution id=row_sum
-# row_sum = a number
+row_sum = None  # a number
 ### BEGIN SOLUTION
 # each row is (p - onehot(y)) / n: the probabilities sum to 1 and the one-hot sums to 1
 row_sum = 0.0
 ### END SOLUTION
 
 # %% tests id=test_row_sum points=1
-assert isinstance(row_sum, (int, float)), f'row_sum should be a number, got {type(row_sum).__name__}'
+# row_sum is what every row of dlogits adds up to
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.cross_entropy import check_row_sum
-check_row_sum(row_sum)
+hand_in('test_row_sum', row_sum)
 ### END HIDDEN TESTS
+expect_fresh('test_row_sum', row_sum)
 
 # %% [markdown]
-# **Question 2.** Every row has exactly one negative entry. In which column? Set
-# `negative_column` to a tensor of shape `(n,)` holding, for every example, the column
-# of its row's negative entry, computed from what you know rather than by searching
-# `dlogits`.
+# **Question 2.** Every row has exactly one negative entry. In which column? Write
+# `negative_column(probs, Yb)`: for every example, the column of its row's negative entry,
+# computed from what you know rather than by searching `dlogits`. It is checked on fresh
+# probabilities of other sizes, so it must work for any batch.
 
 # %% solution id=negative_column
-# negative_column = a tensor of shape (n,), one column index per example
-### BEGIN SOLUTION
-# p_k - 1[k == y] is negative only where k == y (and p_y < 1): the label's column
-negative_column = Yb.clone()
-### END SOLUTION
+def negative_column(probs, Yb):
+    """probs (n, vocab_size), Yb (n,) -> a tensor (n,) of column indices, one per example."""
+    column = None
+    ### BEGIN SOLUTION
+    # p_k - 1[k == y] is negative only where k == y (and p_y < 1): the label's column
+    column = Yb.clone()
+    ### END SOLUTION
+    return column
 
 # %% tests id=test_negative_column points=1
-assert isinstance(negative_column, torch.Tensor) and negative_column.shape == (n,), \
-    'negative_column should be a tensor of shape (n,): one column index per example'
+# negative_column names the negative entry of every row, on fresh probabilities
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.cross_entropy import check_negative_column
-check_negative_column(negative_column, Yb)
+hand_in('test_negative_column', negative_column)
 ### END HIDDEN TESTS
+expect_fresh('test_negative_column', negative_column)
+print('on this batch:', negative_column(probs, Yb).tolist())
 
 # %% [markdown]
 # **Question 3.** In every row the label's entry is pulled below zero and the others are
-# pushed above it. By how much is the label's entry pulled down? For every example, set
-# `pull` (a tensor of shape `(n,)`) to $n$ times the size of the label's entry of
-# `dlogits` (positive numbers), written with `probs`. When is it large, and when is it
+# pushed above it. By how much is the label's entry pulled down? Write `pull(probs, Yb)`:
+# for every example, $n$ times the size of the label's entry of `dlogits` (positive
+# numbers), written with `probs`. When is it large, and when is it
 # zero? Compare it with the sum of the *positive* entries of the same row, times $n$.
 
 # %% solution id=pull
-# pull = a tensor of shape (n,), written with probs
-### BEGIN SOLUTION
-# n * dlogits[i, y] = p_y - 1: the label is pulled by 1 - p_y, strongly when the net gives
-# it little probability, not at all when p_y = 1. The other entries push by p_k, and they
-# add up to 1 - p_y too: that is why the row sums to zero.
-pull = 1 - probs[range(n), Yb]
-### END SOLUTION
+def pull(probs, Yb):
+    """probs (n, vocab_size), Yb (n,) -> a tensor (n,): n times the size of each label's entry of dlogits."""
+    size = None
+    ### BEGIN SOLUTION
+    # n * dlogits[i, y] = p_y - 1: the label is pulled by 1 - p_y, strongly when the net gives
+    # it little probability, not at all when p_y = 1. The other entries push by p_k, and they
+    # add up to 1 - p_y too: that is why the row sums to zero.
+    size = 1 - probs[torch.arange(probs.shape[0]), Yb]
+    ### END SOLUTION
+    return size
 
 # %% tests id=test_pull points=1
-assert isinstance(pull, torch.Tensor) and pull.shape == (n,), 'pull should be a tensor of shape (n,)'
+# pull is n times the size of the label's entry of dlogits, on fresh probabilities
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.cross_entropy import check_pull
-check_pull(pull, logits.detach(), Yb)
+hand_in('test_pull', pull)
 ### END HIDDEN TESTS
+expect_fresh('test_pull', pull)
+print('on this batch:', [round(x, 3) for x in pull(probs, Yb).tolist()])
 
 # %% [markdown]
 # ## What it means for training

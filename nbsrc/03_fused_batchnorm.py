@@ -28,7 +28,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from helpers import cmp, forward_atoms, notebook1_batch, numerical_grad
-from checks.batchnorm import expect_step
+from checks.batchnorm import expect_step, name_mistake
+from checks.core import expect_fresh
+from checks.handin import hand_in
 
 # %% [markdown]
 # ## The network of notebook 1
@@ -145,6 +147,7 @@ plt.show()
 
 # %% solution id=step1
 def backprop_bnraw(dhpreact, bngain):
+    dbnraw = None
     ### BEGIN SOLUTION
     # y_i = gamma xhat_i + beta, so dy_i/dxhat_i = gamma; gamma broadcasts down the rows
     dbnraw = bngain * dhpreact
@@ -157,13 +160,12 @@ with torch.no_grad():
 cmp('bnraw', dbnraw, bnraw)
 
 # %% tests id=test_step1 points=1
-expect_step(1, backprop_bnraw, atoms, bngain)
+# step 1: dbnraw matches PyTorch on this batch, and on a fresh float64 batch of other sizes
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.batchnorm import check_step
-check_step(1, backprop_bnraw)
+hand_in('test_step1', backprop_bnraw)  # graded outside this kernel, on fresh batches
 ### END HIDDEN TESTS
+expect_step(1, backprop_bnraw, atoms, bngain)
+expect_fresh('test_step1', backprop_bnraw)
 
 # %% [markdown]
 # ## Step 2: $\partial L / \partial \sigma^2$
@@ -182,6 +184,7 @@ check_step(1, backprop_bnraw)
 
 # %% solution id=step2
 def backprop_bnvar(dbnraw, bndiff, bnvar):
+    dbnvar = None
     ### BEGIN SOLUTION
     # dxhat_i/dsigma^2 = (x_i - mu) * (-1/2) * (sigma^2 + eps)^(-3/2)
     # dL/dsigma^2 = sum over i of dL/dxhat_i * dxhat_i/dsigma^2: one number per neuron
@@ -195,13 +198,12 @@ with torch.no_grad():
 cmp('bnvar', dbnvar, bnvar)
 
 # %% tests id=test_step2 points=2
-expect_step(2, backprop_bnvar, atoms, bngain)
+# step 2: dbnvar matches PyTorch on this batch, and on a fresh float64 batch of other sizes
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.batchnorm import check_step
-check_step(2, backprop_bnvar)
+hand_in('test_step2', backprop_bnvar)  # graded outside this kernel, on fresh batches
 ### END HIDDEN TESTS
+expect_step(2, backprop_bnvar, atoms, bngain)
+expect_fresh('test_step2', backprop_bnvar)
 
 # %% [markdown]
 # ## Step 3: $\partial L / \partial \mu$
@@ -234,6 +236,7 @@ print(f'compare: the largest sum over i of |x_i - mu|:           {bndiff.abs().s
 
 # %% solution id=step3
 def backprop_bnmeani(dbnraw, dbnvar, bndiff, bnvar):
+    dbnmeani = None
     ### BEGIN SOLUTION
     # dxhat_i/dmu = -1/sqrt(sigma^2 + eps), summed over the n arrows into the xhat_i;
     # the arrow into sigma^2 carries dsigma^2/dmu = -2/(n-1) * sum_i (x_i - mu) = 0
@@ -247,13 +250,12 @@ with torch.no_grad():
 cmp('bnmeani', dbnmeani, bnmeani)
 
 # %% tests id=test_step3 points=2
-expect_step(3, backprop_bnmeani, atoms, bngain)
+# step 3: dbnmeani matches PyTorch on this batch, and on a fresh float64 batch of other sizes
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.batchnorm import check_step
-check_step(3, backprop_bnmeani)
+hand_in('test_step3', backprop_bnmeani)  # graded outside this kernel, on fresh batches
 ### END HIDDEN TESTS
+expect_step(3, backprop_bnmeani, atoms, bngain)
+expect_fresh('test_step3', backprop_bnmeani)
 
 # %% [markdown]
 # ## Step 4: $\partial L / \partial x_i$, through three paths
@@ -282,6 +284,7 @@ check_step(3, backprop_bnmeani)
 
 # %% solution id=step4
 def backprop_hprebn(dbnraw, dbnvar, dbnmeani, bndiff, bnvar):
+    dhprebn = None
     ### BEGIN SOLUTION
     n = bndiff.shape[0]
     # dxhat_i/dx_i = 1/sqrt(sigma^2 + eps)    dmu/dx_i = 1/n
@@ -294,15 +297,15 @@ def backprop_hprebn(dbnraw, dbnvar, dbnmeani, bndiff, bnvar):
 with torch.no_grad():
     dhprebn = backprop_hprebn(bnraw.grad, bnvar.grad, bnmeani.grad, bndiff, bnvar)
 cmp('hprebn', dhprebn, hprebn)
+name_mistake(4, dhprebn, atoms, bngain)
 
 # %% tests id=test_step4 points=2
-expect_step(4, backprop_hprebn, atoms, bngain)
+# step 4: dhprebn matches PyTorch on this batch, and on a fresh float64 batch of other sizes
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.batchnorm import check_step
-check_step(4, backprop_hprebn)
+hand_in('test_step4', backprop_hprebn)  # graded outside this kernel, on fresh batches
 ### END HIDDEN TESTS
+expect_step(4, backprop_hprebn, atoms, bngain)
+expect_fresh('test_step4', backprop_hprebn)
 
 # %% [markdown]
 # ## Step 5: one line for all neurons
@@ -325,6 +328,7 @@ check_step(4, backprop_hprebn)
 
 # %% solution id=step5
 def backprop_batchnorm_fused(dhpreact, bngain, bnvar_inv, bnraw):
+    dhprebn = None
     ### BEGIN SOLUTION
     # With s = 1/sqrt(sigma^2 + eps), dy_i = dL/dy_i and x_i - mu = xhat_i / s, steps 1-3 are
     #   dL/dxhat_i = gamma dy_i
@@ -343,15 +347,15 @@ def backprop_batchnorm_fused(dhpreact, bngain, bnvar_inv, bnraw):
 with torch.no_grad():
     dhprebn_fused = backprop_batchnorm_fused(hpreact.grad, bngain, bnvar_inv, bnraw)
 cmp('hprebn', dhprebn_fused, hprebn)
+name_mistake(5, dhprebn_fused, atoms, bngain)
 
 # %% tests id=test_step5 points=3
-expect_step(5, backprop_batchnorm_fused, atoms, bngain)
+# step 5: dhprebn matches PyTorch on this batch, and on a fresh float64 batch of other sizes
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.batchnorm import check_step
-check_step(5, backprop_batchnorm_fused)
+hand_in('test_step5', backprop_batchnorm_fused)  # graded outside this kernel, on fresh batches
 ### END HIDDEN TESTS
+expect_step(5, backprop_batchnorm_fused, atoms, bngain)
+expect_fresh('test_step5', backprop_batchnorm_fused)
 
 # %% [markdown]
 # *Approximate*, not exact, for the reason notebook 2 found for `dlogits`: your line and

@@ -38,7 +38,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from helpers import SEED, cmp, diagnose, init_params, read_words, split_dataset, vocabulary
-from checks.training import check_backward, check_step, expect_first_steps, expect_losses
+from checks.core import expect_fresh
+from checks.handin import hand_in
+from checks.training import expect_first_steps, expect_losses
 
 torch.set_num_threads(1)  # the matrices are small: one thread is as fast, and steadier
 STEPS = int(os.environ.get('BPN_STEPS') or 200_000)
@@ -121,6 +123,7 @@ def forward(parameters, Xb, Yb):
 def backward(parameters, Xb, Yb, embcat, bnraw, bnvar_inv, h, probs):
     C, W1, b1, W2, b2, bngain, bnbias = parameters
     n = Xb.shape[0]
+    dC = dW1 = db1 = dW2 = db2 = dbngain = dbnbias = None
     ### BEGIN SOLUTION
     # cross-entropy: (softmax - one-hot) / n
     dlogits = (probs - F.one_hot(Yb, probs.shape[1])) / n
@@ -177,25 +180,19 @@ for name, p, grad in zip(names, check_parameters, grads):
 print(f'{FIRST_STEPS - len({i for i, _ in mismatches})} of {FIRST_STEPS} steps: all seven gradients matched')
 
 # %% tests id=test_backward points=4
-# your seven gradients match PyTorch's on a fresh batch of this notebook's size, with autograd off...
-check_backward(backward, [dict(n=batch_size, n_hidden=n_hidden, seed=0)])
-# ...and the grader checks batches of other sizes and other widths
+# your seven gradients match PyTorch's on a fresh float64 batch of other sizes, with autograd off
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.training import check_backward
-check_backward(backward)
+hand_in('test_backward', backward)  # graded outside this kernel, on fresh batches
 ### END HIDDEN TESTS
+expect_fresh('test_backward', backward)
 
 # %% tests id=test_first_steps points=2
-# every one of the first 100 steps matched...
-expect_first_steps(mismatches, steps_checked, FIRST_STEPS)
+# every one of the first 100 steps matched, and a few steps of a fresh float64 network do too
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.training import check_first_steps
-check_first_steps(backward)
+hand_in('test_first_steps', backward)  # graded outside this kernel, on fresh networks
 ### END HIDDEN TESTS
+expect_first_steps(mismatches, steps_checked, FIRST_STEPS)
+expect_fresh('test_first_steps', backward)
 
 # %% [markdown]
 # Your gradients and PyTorch's are *approximately* equal, not bit for bit: the fused
@@ -217,6 +214,7 @@ check_first_steps(backward)
 
 # %% solution id=train_step
 def train_step(parameters, Xb, Yb, lr):
+    loss = None
     ### BEGIN SOLUTION
     loss, saved = forward(parameters, Xb, Yb)
     grads = backward(parameters, Xb, Yb, *saved)
@@ -226,14 +224,11 @@ def train_step(parameters, Xb, Yb, lr):
     return loss
 
 # %% tests id=test_no_grad_step points=2
-# one step with autograd switched off gives PyTorch's update...
-check_step(train_step, [dict(n=batch_size, n_hidden=n_hidden, seed=0)])
+# one step with autograd switched off gives PyTorch's update, on a fresh float64 batch with another lr
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.training import check_step
-check_step(train_step)
+hand_in('test_no_grad_step', train_step)  # graded outside this kernel, on fresh batches and learning rates
 ### END HIDDEN TESTS
+expect_fresh('test_no_grad_step', train_step)
 
 # %% [markdown]
 # ## Training
@@ -301,15 +296,11 @@ print(f'train {train_loss:.4f}')
 print(f'val   {val_loss:.4f}')
 
 # %% tests id=test_trained points=2
-# the trained network is below the bar for STEPS steps...
-expect_losses(train_loss, val_loss, STEPS)
-# ...and the grader measures it again itself
+# the trained network is below the bar for STEPS steps (the grader measures it again, itself)
 ### BEGIN HIDDEN TESTS
-from checks.core import put_back
-put_back()  # undo whatever the notebook replaced, the checks included
-from checks.training import check_trained
-check_trained(parameters)
+hand_in('test_trained', parameters)  # measured outside this kernel, against the bar for the grader's steps
 ### END HIDDEN TESTS
+expect_losses(train_loss, val_loss, STEPS)
 
 # %% [markdown]
 # For comparison: the lecture, with its own list of names (from 2018), printed train 2.0705

@@ -82,3 +82,17 @@ def test_calling_autograd_scores_zero_for_that_stage(scores):
 
 def test_forgetting_a_fan_out_sum_fails_its_stage(scores):
     assert lost(scores, 'no_fan_out_sum', POINTS) == {'test_stage1'}
+
+
+def test_validate_on_the_unsolved_release_says_not_written_yet(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    from tests.kit import BIN, RELEASE
+    shutil.copy(RELEASE / f'{NB}.ipynb', tmp_path)
+    env = dict(os.environ, PATH=f'{BIN}{os.pathsep}{os.environ["PATH"]}')
+    run = subprocess.run([str(BIN / 'nbgrader'), 'validate', f'{NB}.ipynb'], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    shown = run.stdout + run.stderr
+    assert shown.count('not written yet') >= 4, shown
+    assert 'never assigned' not in shown

@@ -13,12 +13,17 @@ from tests.answers import solution
 from tests.kit import ROOT
 
 NB1 = ['test_stage1', 'test_stage2', 'test_stage3', 'test_stage4']
+NB2 = ['test_dlogits', 'test_row_sum', 'test_negative_column', 'test_pull']
+NB3 = ['test_step1', 'test_step2', 'test_step3', 'test_step4', 'test_step5']
+NB4 = ['test_backward', 'test_first_steps', 'test_no_grad_step']  # and test_trained, whose answer is trained
+FUNCTIONS = NB1 + NB2 + NB3 + NB4
+NOTEBOOK = {**dict.fromkeys(NB1, 1), **dict.fromkeys(NB2, 2), **dict.fromkeys(NB3, 3), **dict.fromkeys(NB4, 4)}
 
 
 def answer_of(gid, edits=()):
     """The solution's answer to graded cell gid, with (cell id, old, new) edits."""
-    number = {'test_stage': 1}[gid.rstrip('0123456789')]
-    return solution(number, edits=edits)[checks.spec(gid).answer]
+    cells = ('forward', 'backward', 'train_step') if NOTEBOOK[gid] == 4 else ()
+    return solution(NOTEBOOK[gid], *cells, edits=edits)[checks.spec(gid).answer]
 
 
 def verdicts(gid, answer, seed=1):
@@ -31,7 +36,7 @@ def test_an_unknown_grade_id_is_a_key_error():
         checks.spec('test_nothing')
 
 
-@pytest.mark.parametrize('gid', NB1)
+@pytest.mark.parametrize('gid', FUNCTIONS)
 def test_the_solution_is_right_on_every_case_of_any_seed_and_on_the_visible_case(gid):
     answer = answer_of(gid)
     for seed in (1, 987654321):
@@ -39,11 +44,21 @@ def test_the_solution_is_right_on_every_case_of_any_seed_and_on_the_visible_case
     assert judged(checks.spec(gid), answer, checks.spec(gid).visible_case()) is None
 
 
-@pytest.mark.parametrize('gid', NB1)
-def test_cases_come_from_the_seed_alone(gid):
+def test_every_graded_cell_of_the_four_notebooks_has_a_spec():
+    assert sorted(checks.specs()) == sorted(FUNCTIONS + ['test_trained'])
+
+
+@pytest.mark.parametrize('gid', FUNCTIONS)
+def test_cases_come_from_the_seed_alone_and_never_hold_the_answer(gid):
     spec = checks.spec(gid)
     a, b, c = spec.cases(3), spec.cases(3), spec.cases(4)
-    first = next(k for k in spec.args if isinstance(a[0][k], torch.Tensor) and a[0][k].is_floating_point())
+    if gid == 'test_row_sum':
+        return  # a number: nothing to draw
+    first = 'parameters' if 'parameters' in a[0] and gid in NB4 else None
+    first = first or next(k for k in a[0] if isinstance(a[0][k], torch.Tensor) and a[0][k].is_floating_point())
+    if first == 'parameters':
+        a, b, c = ([x | {'parameters': x['parameters'][1]} for x in cs] for cs in (a, b, c))
+    assert not set(getattr(spec, 'returns', [])) & set(a[0])
     assert all(torch.equal(x[first], y[first]) for x, y in zip(a, b))
     assert not any(torch.equal(x[first], y[first]) for x, y in zip(a, c))
     assert all(x[first].dtype == torch.float64 for x in a)
@@ -57,7 +72,7 @@ def test_notebook_1_cases_vary_the_batch_width_vocabulary_embedding_and_context(
     assert visible['vocab_size'] != 27 and visible['n_embd'] != 10 and visible['block_size'] != 3
 
 
-@pytest.mark.parametrize('gid', NB1)
+@pytest.mark.parametrize('gid', FUNCTIONS)
 def test_what_the_kernel_hands_back_survives_torch_load_without_pickle(gid):
     spec = checks.spec(gid)
     case = spec.visible_case()
@@ -70,7 +85,7 @@ MALFORMED = [None, 3, 'passed', [], {}, {'values': 3}, {'values': {}}, {'error':
              {'values': {'dbngain': {'not_plain': 'ndarray'}}}, {'values': {'dC': [torch.zeros(2)]}}]
 
 
-@pytest.mark.parametrize('gid', NB1)
+@pytest.mark.parametrize('gid', FUNCTIONS + ['test_trained'])
 @pytest.mark.parametrize('outputs', MALFORMED, ids=range(len(MALFORMED)))
 def test_malformed_outputs_get_a_sentence_never_an_exception(gid, outputs):
     verdict = checks.spec(gid).judge(checks.spec(gid).visible_case(), outputs)
@@ -143,3 +158,147 @@ def test_a_hard_coded_vocabulary_embedding_or_context_loses_stage_4(bug):
 def test_a_hard_coded_number_of_classes_loses_stage_1():
     answer = answer_of('test_stage1', [('stage1', 'num_classes=logits.shape[1]', 'num_classes=27')])
     assert sum(v is not None for v in verdicts('test_stage1', answer)) >= 2
+
+
+# ---------------------------------------------------------------- notebooks 2 to 4
+
+def test_pasted_answers_to_notebook_2s_questions_fail_on_fresh_probabilities():
+    pasted = torch.tensor([5, 0, 13, 1, 9, 2] * 20)
+    assert all(verdicts('test_negative_column', lambda probs, Yb: pasted[:Yb.shape[0]]))
+    assert all(verdicts('test_pull', lambda probs, Yb: torch.full((Yb.shape[0],), 0.9, dtype=probs.dtype)))
+    assert verdicts('test_row_sum', 0) == [None] and verdicts('test_row_sum', 1.0)[0]
+
+
+def test_an_integer_negative_column_is_never_told_to_hold_whole_indices():
+    wrong = verdicts('test_negative_column', lambda probs, Yb: probs.argmax(1))
+    assert all(v and 'whole column indices' not in v for v in wrong)
+    assert 'whole column indices' in verdicts('test_negative_column', lambda probs, Yb: Yb.double())[0]
+
+
+def test_a_bessel_slip_in_step_5_is_named_on_the_visible_case():
+    answer = answer_of('test_step5', [('step5', 'n / (n - 1) * bnraw', 'bnraw')])
+    assert 'Bessel' in judged(checks.spec('test_step5'), answer, checks.spec('test_step5').visible_case())
+
+
+def test_a_train_step_that_ignores_its_learning_rate_loses_its_points():
+    answer = answer_of('test_no_grad_step', [('train_step', 'p.add_(grad, alpha=-lr)', 'p.add_(grad, alpha=-0.1)')])
+    found = [v for v in verdicts('test_no_grad_step', answer) if v]
+    assert len(found) >= 3 and all('use the lr argument' in v for v in found)
+    assert 'lr argument' in judged(checks.spec('test_no_grad_step'), answer, checks.spec('test_no_grad_step').visible_case())
+
+
+def test_a_hard_coded_vocabulary_loses_the_backward_pass_of_notebook_4():
+    answer = answer_of('test_backward', [('backward', 'F.one_hot(Yb, probs.shape[1])', 'F.one_hot(Yb, 27)')])
+    assert sum(v is not None for v in verdicts('test_backward', answer)) >= 3
+
+
+def test_the_first_wrong_gradient_in_backward_order_is_named():
+    answer = answer_of('test_backward', [('backward', 'dh = dlogits @ W2.T', 'dh = 2 * dlogits @ W2.T')])
+    verdict = judged(checks.spec('test_backward'), answer, checks.spec('test_backward').visible_case())
+    assert 'in backward order the first is dbngain' in verdict
+
+
+def test_first_steps_catch_a_backward_that_goes_wrong_after_a_few_steps():
+    right, calls = answer_of('test_first_steps'), []
+
+    def backward(*args):
+        calls.append(1)
+        grads = list(right(*args))
+        if len(calls) > 5:
+            grads[3] = 2 * grads[3]  # dW2
+        return tuple(grads)
+    assert 'at training step 5' in verdicts('test_first_steps', backward)[0]
+
+
+def test_the_trained_network_is_measured_against_the_bar_for_the_graders_steps():
+    from checks.training import autograd_reference  # noqa: F401 (the spec's reference is importable)
+    from helpers import SEED, init_params, read_words, split_dataset, vocabulary
+    step = answer_of('test_no_grad_step')
+    words = read_words()
+    stoi, _ = vocabulary(words)
+    (Xtr, Ytr), _, _ = split_dataset(words, stoi)
+    g = torch.Generator().manual_seed(SEED)
+    parameters = [p.detach() for p in init_params(27, 10, 200, 3, g=g)]
+    untrained = [p.clone() for p in parameters]
+    with torch.no_grad():
+        for i in range(1000):
+            ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
+            step(parameters, Xtr[ix], Ytr[ix], 0.1 if i < 500 else 0.01)
+    spec = checks.spec('test_trained')
+    [case] = spec.cases(1, steps=1000)
+    assert spec.judge(case, roundtrip(spec.run(parameters, case))) is None
+    assert 'above the bar' in spec.judge(case, roundtrip(spec.run(untrained, case)))
+    [strict] = spec.cases(1, steps=200_000)  # the grader's steps set the bar, not the kernel's
+    assert 'above the bar' in spec.judge(strict, roundtrip(spec.run(parameters, strict)))
+    assert 'seven trained tensors' in spec.judge(case, spec.run(parameters[:3], case))
+
+
+def test_notebook_4s_forward_pass_the_checks_and_the_chunked_one_agree():
+    """One forward pass: the checks' (checks.training.forward), notebook 4's locked cell (which
+    tools/bench.py runs too) and notebook 1's chunked one (helpers.forward_atoms) compute the same."""
+    from checks.training import forward
+    from helpers import forward_atoms, init_params
+    notebook = solution(4, 'forward')['forward']
+    g = torch.Generator().manual_seed(5)
+    params = [p.detach() for p in init_params(13, 5, 9, 2, g=g, dtype=torch.float64)]
+    Xb, Yb = torch.randint(0, 13, (7, 2), generator=g), torch.randint(0, 13, (7,), generator=g)
+    loss, saved = forward(params, Xb, Yb)
+    loss_nb, saved_nb = notebook(params, Xb, Yb)
+    atoms = forward_atoms(params, Xb, Yb)
+    assert torch.allclose(loss, loss_nb, rtol=1e-12) and torch.allclose(loss, atoms['loss'], rtol=1e-12)
+    for name, mine in zip(saved, saved_nb):
+        assert torch.allclose(saved[name], mine, rtol=1e-12, atol=1e-14), name
+        assert torch.allclose(saved[name], atoms[name], rtol=1e-12, atol=1e-14), name
+
+
+def test_gradients_that_share_storage_are_told_to_clone():
+    answer = answer_of('test_stage3', [('stage3', 'dhprebn = dbndiff.clone()', 'dhprebn = dbndiff')])
+    verdict = judged(checks.spec('test_stage3'), answer, checks.spec('test_stage3').visible_case())
+    assert 'dbndiff and dhprebn share their storage' in verdict and '.clone()' in verdict
+
+
+def test_demb_viewing_dembcat_is_sharing_that_does_no_harm():
+    answer = answer_of('test_stage4')  # demb = dembcat.view(emb.shape): one storage, both right
+    assert verdicts('test_stage4', answer) == [None] * 4
+
+
+def test_the_visible_first_steps_check_names_the_first_wrong_gradient_in_backward_order():
+    from checks.core import GradingError
+    from checks.training import expect_first_steps
+    mismatches = [(3, 'dC differs from PyTorch'), (3, 'dW2 is transposed'), (4, 'db2 is all zeros')]
+    with pytest.raises(GradingError, match='in backward order, is dW2 at step 3'):
+        expect_first_steps(mismatches, 100, 100)
+
+
+# ---------------------------------------------------------------- through a real kernel, as the grader will
+
+def test_a_real_kernel_hands_in_every_graded_cell_and_the_verdicts_are_reached_outside(tmp_path, monkeypatch):
+    """The grader's side of the contract with notebook 1: inputs written, the notebook run
+    with BPN_HANDIN, outputs judged here. The hand-in comes first in each cell, so stage 3's
+    slip is handed in (and judged wrong) although its visible check then fails; a printed
+    "passed" line changes nothing."""
+    import nbformat
+    from tests.kit import execute, mutated
+    folder = tmp_path / 'handin'
+    (folder / 'inputs').mkdir(parents=True)
+    cases = {gid: checks.spec(gid).cases(424242) for gid in NB1}
+    for gid in NB1:
+        torch.save({'cases': cases[gid]}, folder / 'inputs' / f'{gid}.pt')
+    monkeypatch.setenv('BPN_HANDIN', str(folder))
+    nb = mutated('01_atomic_backprop', ('stage3', '/ (n - 1)', '/ n'))
+    nb.cells.insert(0, nbformat.v4.new_code_cell("print('hidden check passed: everything')"))
+    # the release has no hidden tests: put the solution's back, as nbgrader does when grading
+    solution_nb = nbformat.read(ROOT / 'solutions' / 'backprop_ninja' / '01_atomic_backprop.ipynb', as_version=4)
+    hidden = {c.metadata.nbgrader['grade_id']: c.source for c in solution_nb.cells
+              if c.metadata.get('nbgrader', {}).get('grade_id') in NB1}
+    for c in nb.cells:
+        gid = c.metadata.get('nbgrader', {}).get('grade_id')
+        if gid in NB1:
+            c.source = hidden[gid].replace('### BEGIN HIDDEN TESTS\n', '').replace('### END HIDDEN TESTS\n', '')
+    execute(nb, tmp_path, allow_errors=True)
+    verdicts = {}
+    for gid in NB1:
+        outputs = torch.load(folder / 'outputs' / f'{gid}.pt', weights_only=True)['cases']
+        verdicts[gid] = [checks.spec(gid).judge(case, out) for case, out in zip(cases[gid], outputs)]
+    assert verdicts['test_stage1'] == verdicts['test_stage2'] == verdicts['test_stage4'] == [None] * 4
+    assert all(v and 'Bessel' in v or v and 'dbndiff2' in v for v in verdicts['test_stage3'])

@@ -132,4 +132,4 @@ def test_the_notebooks_n_in_the_one_line_passes_at_32_but_costs_step5(scores, co
     graded = course.autograded('global_n', NB)
     assert 'approximate: True' in printed(graded, 'run_step5'), 'at n = 32 nothing shows'
     message = printed(graded, 'test_step5')
-    assert 'n=2' in message and 'n = 32 on this batch of 2' in message
+    assert 'n 2,' in message and 'n = 32 on this batch of 2' in message

@@ -214,36 +214,34 @@ CLASS = {
     'patches_checks': (patches_checks, dict(FULL, test_stage3=0),
                        ["stage3: imports the grader's checks", 'stage3: replaces `checks.atomic.check_stage`',
                         'stage3: redefines `expect_grads`, which the kit provides',
-                        'test_stage3: on a fresh float64 batch with n 32, hidden width 64, vocabulary 27, n_embd 10, '
-                        'block_size 3: dbndiff2 has the right direction but is 31/32']),
+                        'test_stage3: stage 3 (batchnorm): on a fresh float64 batch with n 32, hidden width 64, '
+                        'vocabulary 27, n_embd 10, block_size 3: dbndiff2 has the right direction but is 31/32']),
     'skips_checks': (skips_checks, dict(FULL, test_stage4=0),
                      ["stage4: imports the grader's checks", 'stage4: replaces `checks.core.put_back`',
                       'stage4: replaces `checks.atomic.check_stage`',
                       'stage4: redefines `expect_grads`, which the kit provides',
-                      'test_stage4: on a fresh float64 batch with n 32, hidden width 64, vocabulary 27, n_embd 10, '
-                      'block_size 3: db1 has shape (32,) but should have (64,)']),
+                      'test_stage4: stage 4 (first layer and embedding): on a fresh float64 batch with n 32']),
     'patches_torch': (patches_torch, dict(FULL, test_stage1=0, test_stage4=0),
                       ['stage1: imports builtins', 'stage1: replaces `torch.allclose`',
                        'stage1: replaces `torch.testing.assert_close`', 'stage1: replaces `builtins.AssertionError`',
                        'stage4: replaces `torch.allclose`', 'stage4: replaces `torch.isclose`',
                        # the visible check passed with torch.allclose replaced; the hidden one did not
-                       'test_stage1: on a fresh float64 batch with n 32, hidden width 64, vocabulary 27, n_embd 10, '
-                       'block_size 3: dcounts differs from PyTorch', 'db1 has shape (32,) but should have (64,)']),
+                       'dcounts differs from PyTorch', 'db1 has shape (32,) but should have (64,)']),
     'silences_tracebacks': (silences_tracebacks, dict(FULL, test_stage2=0),
                             ['stage2: silences tracebacks (replaces `ip.showtraceback`)',
                              'stage2: silences tracebacks (uses `ip.set_custom_exc`)',
                              'stage2: silences tracebacks (replaces `sys.excepthook`)',
                              'stage2: replaces `sys.stderr`', 'db2 has shape (32,) but should have (27,)']),
     'copies_grad': (copies_grad, dict(FULL, test_stage2=0),
-                    ['stage2: reads `.grad` inside `backprop_layer2`', 'test_stage2: it raised "TypeError']),
+                    ['stage2: reads `.grad` inside `backprop_layer2`', 'test_stage2: stage 2 (second layer and tanh): '
+                     'it raised "TypeError']),
     'hard_codes': (hard_codes, dict(FULL, test_stage1=0, test_stage2=0),
-                   ['stage2: has 28 numbers typed in', "test_stage1: it raised 'IndexError",
-                    'test_stage2: on a fresh float64 batch with n 32, hidden width 64, vocabulary 27, n_embd 10, '
-                    'block_size 3: db2 differs from PyTorch in 27 of 27 entries']),
+                   ['stage2: has 28 numbers typed in', 'test_stage1: stage 1 (cross-entropy): it raised',
+                    'test_stage2: stage 2 (second layer and tanh): on a fresh float64 batch with n 32']),
     'edits_locked': (edits_locked, dict(FULL, test_stage1=0),
                      ['edited the read-only forward, test_stage1; graded with the originals',
                       'changed the points of test_stage2 (20 instead of 2); put back',
-                      'dcounts differs from PyTorch']),
+                      'test_stage1: stage 1 (cross-entropy): on a fresh float64 batch with n 32']),
 }
 
 

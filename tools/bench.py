@@ -1,6 +1,6 @@
 """How long one training step takes: autograd, the lecture's manual step, and notebook 4's.
 
-    python bench.py [--steps N] [--rounds R] [--compile]
+    python tools/bench.py [--steps N] [--rounds R] [--compile]
 
 All three train the same network (n_hidden 200, from the same initial parameters) on the
 same minibatches of 32, in this one process, on one thread. They take turns in short
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from helpers import SEED, init_params, read_words, split_dataset, vocabulary
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'tools'))
 from nbbuild import parse  # noqa: E402
 
