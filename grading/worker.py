@@ -38,7 +38,6 @@ from grading.execute import DISPLAY_DROPPED, DROPPED
 
 MAX_BYTES = 200 * 2**20  # a notebook of this course, outputs and all, is a few MB
 MAX_HANDIN = 64 * 2**20  # what one hidden test hands in: parameters and gradients, well under 1 MB
-PUT_BACK = re.compile(r'^\[grader\] put back (\S+), which the notebook had replaced', re.M)
 DROPPED_RE = re.compile(re.escape(DROPPED).replace(r'\{\}', r'(\d+)'))
 DISPLAY_RE = re.compile(re.escape(DISPLAY_DROPPED).replace(r'\{\}', r'(\d+)'))
 
@@ -69,12 +68,10 @@ def printed(cell):
     return ''.join(o.get('text', '') for o in cell.get('outputs', []) if o.get('output_type') == 'stream')
 
 
-def verdicts(nb, release, scores, hints, memory_mb, flags):
-    """Problems read from an autograded notebook, given the grader's scores and `hints`
-    ({grade id: why the grader's judge gave 0}); and, for graded cells the grader could
-    not judge itself, those whose hidden check passed in the kernel without printing its
-    receipt (their nbgrader scores are not to be trusted)."""
-    problems, untrusted = [], []
+def verdicts(nb, release, scores, hints, memory_mb):
+    """Problems read from an autograded notebook, given the grader's `scores` and `hints`
+    ({grade id: its Verdict})."""
+    problems = []
     segment = []
     for i, cell in enumerate(nb.cells):
         segment.append(i)
@@ -85,7 +82,7 @@ def verdicts(nb, release, scores, hints, memory_mb, flags):
         errors = [(j, first_error(nb.cells[j])) for j in segment if nb.cells[j].cell_type == 'code']
         errors = [(j, e) for j, e in errors if e is not None]
         lost = stage is not None and scores.get(stage, 0) < release.points[stage]
-        if lost and stage in hints and (hints[stage].handed_in or not errors):
+        if lost and (hints[stage].handed_in or not errors):
             text = hints[stage].text
             if "can't allocate memory" in text or 'Cannot allocate memory' in text or 'MemoryError' in text:
                 text = f'ran out of memory (the limit is {memory_mb} MB)'
@@ -93,8 +90,6 @@ def verdicts(nb, release, scores, hints, memory_mb, flags):
         else:
             for j, e in (errors[:1] if lost else errors):
                 problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=describe(e, memory_mb)))
-            if lost and not errors:
-                problems.append(dict(cell=stage, stage=stage, text='lost its points without an error'))
         for j in segment:
             text = printed(nb.cells[j])
             for dropped in DROPPED_RE.findall(text):
@@ -103,18 +98,8 @@ def verdicts(nb, release, scores, hints, memory_mb, flags):
             for dropped in DISPLAY_RE.findall(text):
                 problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=f'displayed too much; the '
                                      f'grader dropped {int(dropped):,} displayed outputs'))
-            for name in PUT_BACK.findall(text):
-                if not any(f'`{name}`' in t for t in flags):
-                    problems.append(dict(cell=label(nb.cells[j]), stage=stage,
-                                         text=f'replaces `{name}` (put back while grading)'))
-        if stage is not None and stage not in hints and scores.get(stage, 0) > 0 and release.receipts.get(stage):
-            mine = {ln.strip() for ln in printed(cell).splitlines()}
-            if not set(release.receipts[stage]) <= mine:
-                untrusted.append(stage)
-                problems.append(dict(cell=stage, stage=stage, text='its hidden check never said it passed '
-                                     '(the notebook replaced or skipped the grader\'s checks); scored 0'))
         segment = []
-    return problems, untrusted
+    return problems
 
 
 # ---------------------------------------------------------------- outside the sandbox: inputs and verdicts
@@ -124,7 +109,7 @@ def spec_of(gid):
     import checks
     try:
         return checks.spec(gid)
-    except (AttributeError, KeyError):
+    except KeyError:
         return None
 
 
@@ -219,29 +204,6 @@ def safe_notebook(box, rel):
         return None
 
 
-def nbgrader_scores(box, assignment, sid):
-    """{notebook: {grade id: score}} as nbgrader saw them in the kernel (only for graded
-    cells checks/ has no spec for). Read from a copy of the sandbox's gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-    data, _ = read_box_file(box, 'gradebook.db', MAX_BYTES)
-    out = {}
-    if data is None:
-        return out
-    copy = Path(box).parent / 'box-gradebook.db'
-    copy.write_bytes(data)
-    try:
-        with Gradebook(f'sqlite:///{copy}') as gb:
-            for name in assignment.notebooks:
-                try:
-                    out[name] = {g.name: float(g.score or 0)
-                                 for g in gb.find_submission_notebook(name, assignment.name, sid).grades}
-                except MissingEntry:
-                    pass
-    except Exception:
-        pass
-    return out
-
-
 def grade(job):
     started = monotonic()
     home, sid = Path(job['course']), job['student']
@@ -286,12 +248,13 @@ def grade(job):
     # what the grader itself wrote, kept out of the sandbox's reach
     shutil.copytree(box / 'submitted', course / 'submitted')
 
-    specs = {(name, gid): spec_of(gid) for name in flags for gid in assignment.notebooks[name].graded}
-    specs = {k: s for k, s in specs.items() if s is not None}
-    cases, trouble = write_inputs(box, {gid: s for (_, gid), s in specs.items()})
-    for gid, text in trouble:
-        name = next(n for n, g in specs if g == gid)
-        problems.append(dict(notebook=name, cell=gid, stage=gid, text=text))
+    specs = {gid: spec_of(gid) for name in flags for gid in assignment.notebooks[name].graded}
+    cases, trouble = write_inputs(box, {gid: s for gid, s in specs.items() if s is not None})
+    for name in flags:
+        for gid in assignment.notebooks[name].graded:
+            if specs[gid] is None:
+                trouble.append((gid, f'checks/ has no check for {gid}: this release and the kit disagree; scored 0'))
+            problems += [dict(notebook=name, cell=gid, stage=gid, text=text) for g, text in trouble if g == gid]
 
     if flags:
         (box / 'box.json').write_text(json.dumps(dict(
@@ -313,18 +276,14 @@ def grade(job):
                      if ln.strip() and 'WARNING' not in ln]
             problems.append(dict(text=f'nbgrader could not autograde: {lines[-1] if lines else f"exit code {code}"}'))
 
-    kernel = nbgrader_scores(box, assignment, sid) if flags else {}
-    scores, notebooks, comments = {}, {}, {}
+    scores, notebooks = {}, {}
     for name, release in assignment.notebooks.items():
-        hints = {}
-        for gid in release.graded:
-            if (name, gid) in specs:
-                hints[gid] = judge(box, gid, specs[name, gid], cases[gid]) if gid in cases else \
-                    Verdict(f'the grader could not make the inputs of {gid}', handed_in=False)
-        scores[name] = {g: (release.points[g] if hints[g].text is None else 0.0) if g in hints
-                        else kernel.get(name, {}).get(g, 0.0) for g in release.points}
-        if name not in flags:
+        if name not in flags:  # not handed in, or unreadable: 0, with its problem line above
+            scores[name] = {g: 0.0 for g in release.points}
             continue
+        hints = {gid: judge(box, gid, specs[gid], cases[gid]) if gid in cases else
+                 Verdict(f'the grader could not make the inputs of {gid}', handed_in=False) for gid in release.graded}
+        scores[name] = {g: release.points[g] if hints[g].text is None else 0.0 for g in release.points}
         nb = safe_notebook(box, f'autograded/{sid}/{assignment.name}/{name}.ipynb')
         if nb is None:
             problems.append(dict(notebook=name, text=f'{name}.ipynb ran, but the grader could not read it back'))
@@ -332,10 +291,7 @@ def grade(job):
         raw = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
         raw.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, raw)
-        found, untrusted = verdicts(nb, release, scores[name], hints, job['memory_mb'], flags[name])
-        problems += [dict(p, notebook=name) for p in found]
-        for gid in untrusted:
-            scores[name][gid] = 0.0
+        problems += [dict(p, notebook=name) for p in verdicts(nb, release, scores[name], hints, job['memory_mb'])]
         notebooks[name] = nb
 
     if notebooks:
