@@ -25,7 +25,9 @@ from grading import demo, intake, report, sandbox, worker
 from grading.course import ROOT, assignment_name, make_template
 
 FORKS = multiprocessing.get_context('forkserver')
-FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert'])
+# what every worker imports, once: nbgrader, and torch with the checks (the grader's inputs and verdicts)
+FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch',
+                              'checks.atomic', 'checks.cross_entropy', 'checks.batchnorm', 'checks.training'])
 
 
 def parse(argv=None):

@@ -174,7 +174,7 @@ def judge(box, gid, spec, cases):
     if data is None:
         return Verdict(f'the hidden test of {gid} handed in nothing' +
                        ('' if why == 'missing' else f' readable (its file is {why})') +
-                       ' (did the cells above it run without errors?)', handed_in=False)
+                       ' (did the cells above it run without errors?)', handed_in=why != 'missing')
     try:
         outputs = torch.load(io.BytesIO(data), weights_only=True)
     except Exception as e:
@@ -189,7 +189,8 @@ def judge(box, gid, spec, cases):
         except Exception as e:  # a judge must not raise; if it does, this cell scores 0, nothing more
             hint = f'the grader could not judge what it handed in ({type(e).__name__}: {e})'
         if hint is not None:
-            return Verdict(str(hint))
+            title = getattr(spec, 'title', '')
+            return Verdict(f'{title}: {hint}' if title else str(hint))
     return Verdict(None)
 
 
@@ -287,6 +288,8 @@ def grade(job):
         nb = safe_notebook(box, f'autograded/{sid}/{assignment.name}/{name}.ipynb')
         if nb is None:
             problems.append(dict(notebook=name, text=f'{name}.ipynb ran, but the grader could not read it back'))
+            problems += [dict(notebook=name, cell=g, stage=g, text=hints[g].text) for g in release.graded
+                         if hints[g].text is not None]
             continue
         raw = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
         raw.parent.mkdir(parents=True, exist_ok=True)

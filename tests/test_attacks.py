@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,8 @@ from tests.kit import ASSIGNMENT, ROOT, blank, solved
 
 pytestmark = pytest.mark.skipif(sandbox.missing() is not None, reason=f'no bubblewrap: {sandbox.missing()}')
 
-NB = '01_atomic_backprop'
+NB, NB4 = '01_atomic_backprop', '04_manual_training'
+STEPS = 1000  # the grader's BPN_STEPS: notebook 4 trains this many steps
 MARK = f'bpn-attack-{os.getpid()}'  # in the command line of every process an attacker starts
 STAGES = ('test_stage1', 'test_stage2', 'test_stage3', 'test_stage4')
 BOX = 'from pathlib import Path\nbox = Path.cwd().parents[2]  # the scratch course folder nbgrader runs in\n'
@@ -188,6 +190,22 @@ os.kill(os.getppid(), signal.SIGKILL)  # the kernel's parent: nbgrader
 LAST = {'a_plants_links', 'a_huge_handin', 'a_pickle_payload', 'a_writes_classmates'}
 
 
+def lowers_the_bar():
+    """Honest notebook 4, plus a cell that trains only 500 steps and lowers the kernel's loss bar."""
+    nb = solved(NB4)
+    at = next(i for i, c in enumerate(nb.cells) if c.metadata.get('nbgrader', {}).get('grade_id') == 'train_step')
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell('''
+import os
+import checks.training
+STEPS = 500
+os.environ['BPN_STEPS'] = '500'
+checks.training.MEASURED.clear()
+checks.training.MEASURED[500] = (9.0, 9.0)
+checks.training.steps_from_env = lambda: 500
+'''))
+    return nb
+
+
 def attacker(student, code):
     nb = blank(NB)
     at = next(i for i, c in enumerate(nb.cells) if c.metadata.get('nbgrader', {}).get('grade_id') == 'stage1')
@@ -208,8 +226,8 @@ def kit_digest():
 
 def grade(folder, out):
     run = subprocess.run([sys.executable, '-m', 'grading', str(folder), '--out', str(out), '--jobs', '2',
-                          '--timeout', '20', '--notebook-timeout', '120', '--notebooks', NB],
-                         cwd=ROOT, capture_output=True, text=True)
+                          '--timeout', '20', '--notebook-timeout', '120', '--notebooks', f'{NB},{NB4}'],
+                         cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, BPN_STEPS=str(STEPS)))
     assert run.returncode == 0, run.stdout + run.stderr
     return run
 
@@ -227,12 +245,15 @@ def graded(tmp_path_factory):
     listener.listen()
     heard = []
     threading.Thread(target=lambda: heard.append(listener.accept()), daemon=True).start()
-    honest = {'good_ann': solved(NB), 'z_victim': solved(NB), 'z_victim2': solved(NB)}
+    honest = {s: {NB: solved(NB), NB4: solved(NB4)} for s in ('good_ann', 'z_victim', 'z_victim2')}
     made = attacks(top / 'class', top / 'out', listener.getsockname()[1])
-    for folder, students in (('class', {**honest, **{s: attacker(s, c) for s, c in made.items()}}), ('calm', honest)):
-        for student, nb in students.items():
+    attackers = {s: {NB: attacker(s, c)} for s, c in made.items()}
+    attackers['a_lowers_bar'] = {NB: blank(NB), NB4: lowers_the_bar()}
+    for folder, students in (('class', {**honest, **attackers}), ('calm', honest)):
+        for student, notebooks in students.items():
             (top / folder / student).mkdir(parents=True)
-            nbformat.write(nb, top / folder / student / f'{NB}.ipynb')
+            for name, nb in notebooks.items():
+                nbformat.write(nb, top / folder / student / f'{name}.ipynb')
     before = kit_digest()
     run = grade(top / 'class', top / 'out')
     after = kit_digest()
@@ -242,7 +263,7 @@ def graded(tmp_path_factory):
     calm = grade(top / 'calm', top / 'calm_out')
     listener.close()
     return dict(top=top, out=top / 'out', calm=top / 'calm_out', run=run, calm_run=calm, before=before,
-                after=after, left=left, heard=heard, attackers=list(made), honest=list(honest))
+                after=after, left=left, heard=heard, attackers=list(attackers), honest=list(honest))
 
 
 def scores(out):
@@ -254,13 +275,16 @@ def test_every_attacker_scores_what_its_empty_answers_earn(graded):
     got = scores(graded['out'])
     assert set(graded['attackers']) <= set(got)
     for student in graded['attackers']:
-        assert float(got[student]['total']) == 0, (student, got[student])
+        if student == 'a_lowers_bar':  # its honest notebook 4, trained 500 steps: all but the trained network
+            assert float(got[student][f'{NB4}/test_trained']) == 0 and float(got[student]['total']) == 8
+        else:
+            assert float(got[student]['total']) == 0, (student, got[student])
 
 
 def test_honest_students_and_victims_keep_full_marks(graded):
     got = scores(graded['out'])
     for student in graded['honest']:
-        assert float(got[student]['total']) == 10, (student, got[student])
+        assert float(got[student]['total']) == 20, (student, got[student])
 
 
 def test_the_kit_is_unchanged_and_no_pickle_ran(graded):
@@ -279,7 +303,14 @@ def test_other_students_results_are_byte_identical_to_a_run_without_attackers(gr
             mine = sorted(p.relative_to(out) for p in (out / kind / student).rglob('*') if p.is_file())
             assert mine and mine == sorted(p.relative_to(calm) for p in (calm / kind / student).rglob('*') if p.is_file())
             for rel in mine:
+                if NB4 in rel.name and kind == 'feedback':  # notebook 4 prints its training time
+                    assert score_line(out / rel) == score_line(calm / rel)
+                    continue
                 assert without_cell_ids(out / rel) == without_cell_ids(calm / rel), rel
+
+
+def score_line(page):
+    return re.search(r'\(Score: [0-9.]+ / [0-9.]+\)', page.read_text()).group(0)
 
 
 def without_cell_ids(path):
@@ -321,6 +352,7 @@ def test_the_audit_and_the_problem_lines_name_the_tricks(graded):
         'a_plants_links': 'the hidden test of test_stage1 handed in nothing readable (its file is not a regular file)',
         'a_huge_handin': 'over the 64 MB limit',
         'a_pickle_payload': 'handed in a file the grader cannot read',
+        'a_lowers_bar': f'after {STEPS} steps the loss is',
     }
     for student, phrase in named.items():
         assert any(phrase in line for line in problems.get(student, [])), (student, problems.get(student))
