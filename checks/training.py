@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from checks.core import (MAX_TEXT, FunctionSpec, GradingError, Spec, autograd_off, call, describe_sizes,
                          judge_values, plain)
-from helpers import BN_EPS, ATOL64, RTOL64, init_params, read_words, split_dataset, vocabulary
+from helpers import ATOL64, BN_EPS, RTOL64, init_params, read_words, split_dataset, vocabulary
 
 PARAMS = ['C', 'W1', 'b1', 'W2', 'b2', 'bngain', 'bnbias']
 GRADS = ['d' + p for p in PARAMS]

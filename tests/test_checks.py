@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import checks
-from checks.core import PUBLIC_SEED, judged, roundtrip
+from checks.core import judged, roundtrip
 from tests.answers import solution
 from tests.kit import ROOT
 
@@ -211,7 +211,6 @@ def test_first_steps_catch_a_backward_that_goes_wrong_after_a_few_steps():
 
 
 def test_the_trained_network_is_measured_against_the_bar_for_the_graders_steps():
-    from checks.training import autograd_reference  # noqa: F401 (the spec's reference is importable)
     from helpers import SEED, init_params, read_words, split_dataset, vocabulary
     step = answer_of('test_no_grad_step')
     words = read_words()
