@@ -388,6 +388,7 @@ def test_feedback_shows_every_problem_line_and_nothing_of_the_grading_machine(gr
         assert path not in page, path
     assert hidden_lines() and not any(html.escape(ln, quote=False) in page for ln in hidden_lines())
     assert 'No response.' not in page
+    assert 'white-space: pre-wrap' in page and 'border-collapse' in page  # long hint lines wrap; tables ruled
 
 
 def test_feedback_shows_each_cells_printed_output_as_one_block(graded):
