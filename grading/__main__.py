@@ -1,9 +1,11 @@
 """Grade a class: python -m grading [SUBMISSIONS] --out grades --jobs 2   (make grade)
 
-Every student is graded by nbgrader in a process and a course folder of their own
-(grading/worker.py), JOBS at a time; only this process writes the class gradebook, one
-student after the other, so parallel grading cannot corrupt it. Without SUBMISSIONS it
-grades a demo class made from the kit's own notebooks (grading/demo.py).
+Every student is graded in a process and folders of their own (grading/worker.py), JOBS
+at a time. Their notebooks run in a bubblewrap sandbox (grading/sandbox.py) that sees
+neither OUT nor the submissions; the verdicts are reached outside it. Only this process
+writes the class gradebook, one student after the other, so parallel grading cannot
+corrupt it. Without SUBMISSIONS it grades a demo class made from the kit's own notebooks
+(grading/demo.py).
 """
 import argparse
 import json
@@ -19,12 +21,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from grading import demo, intake, report, worker
-from grading.course import assignment_name, make_template
+from grading import demo, intake, report, sandbox, worker
+from grading.course import ROOT, assignment_name, make_template
 from grading.gradebook import prepare, record
 
 FORKS = multiprocessing.get_context('forkserver')
-FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert'])
+# what every worker imports, once: nbgrader, and torch with the checks (the grader's inputs and verdicts)
+FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch',
+                              'checks.atomic', 'checks.cross_entropy', 'checks.batchnorm', 'checks.training'])
 
 
 def parse(argv=None):
@@ -48,6 +52,8 @@ def parse(argv=None):
     ap.add_argument('--db-url', help='record the scores in this nbgrader gradebook (an SQLAlchemy URL, e.g. '
                     "the course's PostgreSQL one) instead of a fresh OUT/gradebook.db; it must hold the "
                     'assignment already (nbgrader generate_assignment with that db_url puts it there)')
+    ap.add_argument('--no-sandbox', action='store_true', help='grade without bubblewrap (every student\'s code '
+                    'then runs with your permissions: only for code you trust)')
     ap.add_argument('--keep-work', action='store_true', help='keep the scratch course folders (OUT/work)')
     return ap.parse_args(argv)
 
@@ -90,7 +96,7 @@ def run_worker(job, deadline):
 
 
 def fork_worker(job, deadline):
-    course = Path(job['course'])
+    course = Path(job['course'])  # the worker's own folder; the sandbox sees only course/box
     course.mkdir(parents=True)
     (course / 'job.json').write_text(json.dumps(job))
     proc = FORKS.Process(target=worker.run, args=(str(course / 'job.json'),))
@@ -109,17 +115,52 @@ def fork_worker(job, deadline):
         text=f'grading failed ({lines[-1] if lines else f"exit code {proc.exitcode}"}); scored 0')])
 
 
-def keep_outputs(out, course, student):
-    """feedback/, autograded/ and submitted/ of one student, into the output folder."""
-    for kind in ('feedback', 'autograded', 'submitted'):
+def keep_outputs(out, home, student):
+    """feedback/, autograded/ and submitted/ of one student, into the output folder (from
+    the worker's own folders, which the sandbox never saw)."""
+    for kind, where in (('feedback', home / 'fb'), ('autograded', home / 'course'), ('submitted', home / 'course')):
         dest = out / kind / student
         shutil.rmtree(dest, ignore_errors=True)
-        if (course / kind / student).is_dir():
-            shutil.copytree(course / kind / student, dest)
+        if (where / kind / student).is_dir():
+            shutil.copytree(where / kind / student, dest, symlinks=True)
+
+
+def is_under(path, folder):
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def grade_all(args, students, work, name, deadline, hidden, cgroup, db_url, assignment, out):
+    """Every student through a worker, JOBS at a time; each result recorded as it comes."""
+    results = []
+    with ThreadPoolExecutor(max(args.jobs, 1)) as pool, \
+            tqdm(total=len(students), unit='student', desc='grading', file=sys.stderr) as bar:
+        jobs = {pool.submit(run_worker, dict(
+            student=student, folder=str(folder), course=str(work / 'students' / student),
+            template=str(work / 'template'), assignment=name, timeout=args.timeout,
+            notebook_timeout=args.notebook_timeout, memory_mb=args.memory_limit, out=str(out),
+            hidden=[str(h) for h in hidden], cgroup=cgroup and str(cgroup), sandbox=not args.no_sandbox),
+            deadline): student
+            for student, folder in students.items()}
+        for done in as_completed(jobs):
+            result = done.result()
+            record(db_url, assignment, result)
+            keep_outputs(out, work / 'students' / jobs[done], jobs[done])
+            results.append(result)
+            bar.set_postfix_str(jobs[done])
+            bar.update()
+    return results
 
 
 def main(argv=None):
     args = parse(argv)
+    if args.no_sandbox:
+        sandbox.warn_unsandboxed()
+    else:
+        why = sandbox.missing()
+        if why:
+            raise SystemExit(f'cannot grade safely: {why}. Each student\'s code runs in a bubblewrap sandbox; '
+                             f'install it ({sandbox.INSTALL}), or grade code you trust with --no-sandbox '
+                             "(make grade GRADE_FLAGS=--no-sandbox)")
     warnings.filterwarnings('ignore', module='sqlalchemy')  # nbgrader's API is chatty
     warnings.filterwarnings('ignore', message='Object of type')
     bin_dir = str(Path(sys.executable).parent)  # nbgrader finds alembic and the kernel on PATH
@@ -148,23 +189,17 @@ def main(argv=None):
           f'{report.fmt(assignment.total)} points) with {args.jobs} at a time', file=sys.stderr)
 
     db_url = prepare(args.db_url, out, assignment)
-    deadline = len(assignment.notebooks) * (args.notebook_timeout + 60) + 120
+    deadline = len(assignment.notebooks) * (args.notebook_timeout + 60) + 180
+    hidden = [out] + ([submissions.resolve()] if not is_under(ROOT, submissions.resolve()) else [])
+    cgroup, why = sandbox.parent_cgroup()
+    if why:
+        print(f'warning: no cap on the processes a student may start ({why})', file=sys.stderr)
     results = []
     started = time.monotonic()
-    with ThreadPoolExecutor(max(args.jobs, 1)) as pool, \
-            tqdm(total=len(students), unit='student', desc='grading', file=sys.stderr) as bar:
-        jobs = {pool.submit(run_worker, dict(
-            student=student, folder=str(folder), course=str(work / 'students' / student),
-            template=str(work / 'template'), assignment=name, timeout=args.timeout,
-            notebook_timeout=args.notebook_timeout, memory_mb=args.memory_limit), deadline): student
-            for student, folder in students.items()}
-        for done in as_completed(jobs):
-            result = done.result()
-            record(db_url, assignment, result)
-            keep_outputs(out, work / 'students' / jobs[done], jobs[done])
-            results.append(result)
-            bar.set_postfix_str(jobs[done])
-            bar.update()
+    try:
+        results = grade_all(args, students, work, name, deadline, hidden, cgroup, db_url, assignment, out)
+    finally:
+        sandbox.remove_cgroups(cgroup)
     seconds = time.monotonic() - started
     by_student = {r['student']: r for r in results}
     for p in trouble:  # from collecting archives: a line for a graded student, or a student with no grade

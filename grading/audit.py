@@ -1,8 +1,9 @@
 """Reading the student's code for attempts to bend the grader.
 
-Scores never depend on this: the hidden checks put back what a notebook replaced and judge
-the student's functions on fresh inputs, so a trick earns nothing by itself. The audit only
-names the attempt, so that the instructor sees it. It reads the cells the student wrote
+Scores never depend on this: the grader judges what the hidden tests hand in, outside the
+student's sandbox, on inputs drawn for this run, so a trick earns nothing by itself. The
+audit only names the attempt, so that the instructor sees it; a spelling it does not know
+goes unnamed. It reads the cells the student wrote
 (answer cells and cells they added), not the kit's own cells.
 """
 import ast
@@ -25,12 +26,21 @@ MACHINERY = {
     'addaudithook': 'hooks into how code runs', 'meta_path': 'changes how modules are imported',
     'modules': 'tampers with imported modules', '__code__': "rewrites a function's code",
     '__torch_function__': 'overrides what torch functions do',
+    '_getframe': 'reads the stack frames of its callers', 'f_locals': 'reads the stack frames of its callers',
+    'f_back': 'reads the stack frames of its callers', 'f_globals': 'reads the stack frames of its callers',
+    '_execution_engine': "calls autograd's engine directly",
 }
 CALLS = {'exec': 'runs code from a string (exec)', 'eval': 'runs code from a string (eval)',
          'compile': 'compiles code from a string', '__import__': 'imports by name (__import__)'}
 IMPORTS = {'builtins': 'imports builtins', 'importlib': 'imports importlib', 'ctypes': 'imports ctypes',
            'checks': "imports the grader's checks", 'unittest': 'imports unittest.mock', 'mock': 'imports mock',
-           'torch.overrides': 'imports torch.overrides'}
+           'torch.overrides': 'imports torch.overrides', 'runpy': 'runs other files (runpy)',
+           'subprocess': 'starts other programs (subprocess)', 'multiprocessing': 'starts processes (multiprocessing)',
+           'inspect': 'imports inspect (reads stack frames?)', 'socket': 'opens sockets', 'signal': 'handles or sends signals (imports signal)'}
+# calls that start, fork or kill processes
+PROCESS_CALLS = {'system', 'popen', 'fork', 'forkpty', 'kill', 'killpg', 'execv', 'execve', 'execvp',
+                 'spawnv', 'posix_spawn', 'setsid'}
+WRITE_MODES = ('w', 'a', 'x', '+')
 # replacing anything under these changes what the checks (or Python itself) do
 SENSITIVE = {'torch', 'builtins', '__builtins__', 'sys', 'checks', 'helpers', 'IPython', 'numpy',
              'math', 'get_ipython()'}
@@ -151,12 +161,20 @@ class Scan(ast.NodeVisitor):
         if isinstance(f, ast.Attribute) and f.attr == 'register' and isinstance(f.value, ast.Attribute) \
                 and f.value.attr == 'events':
             self.flag('hooks into how cells run (events.register)')
+        if isinstance(f, ast.Attribute) and f.attr in PROCESS_CALLS and dotted(f, self.names) in (
+                f'os.{f.attr}', f'pty.{f.attr}'):
+            self.flag(f'starts or stops processes (`os.{f.attr}`)')
+        if written_path(node, f) and outside(written_path(node, f)):
+            self.flag(f'writes a file outside its folder ({written_path(node, f)})')
         if self.answer and self.in_function and isinstance(f, ast.Attribute) and f.attr == 'backward':
             self.flag(f'calls .backward() inside `{self.in_function}` (autograd is off while grading)')
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
-        if self.answer and self.in_function and node.attr == 'grad' and isinstance(node.ctx, ast.Load):
+        autograd_grad = isinstance(node.value, ast.Attribute) and node.value.attr == 'autograd' or \
+            (dotted(node, self.names) or '').endswith('autograd.grad')
+        if self.answer and self.in_function and node.attr == 'grad' and isinstance(node.ctx, ast.Load) \
+                and not autograd_grad:
             self.flag(f'reads `.grad` inside `{self.in_function}`: PyTorch\'s own gradient, which the '
                       'fresh inputs of the hidden check do not have')
         if self.answer and self.in_function and node.attr == 'autograd':
@@ -164,6 +182,24 @@ class Scan(ast.NodeVisitor):
         if isinstance(node.ctx, ast.Load) and node.attr in MACHINERY and node.attr not in ('modules', 'events'):
             self.flag(f'{MACHINERY[node.attr]} (uses `{dotted(node, self.names) or node.attr}`)')
         self.generic_visit(node)
+
+
+def written_path(call, f):
+    """The constant path an open(path, 'w')/Path(path).write_text(...) call writes, or None."""
+    if isinstance(f, ast.Name) and f.id == 'open' and call.args and isinstance(call.args[0], ast.Constant):
+        mode = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == 'mode'), None)
+        if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(m in mode.value for m in WRITE_MODES):
+            return str(call.args[0].value)
+    if isinstance(f, ast.Attribute) and f.attr in ('write_text', 'write_bytes', 'open') and \
+            isinstance(f.value, ast.Call) and f.value.args and isinstance(f.value.args[0], ast.Constant):
+        if f.attr != 'open' or any(isinstance(a, ast.Constant) and any(m in str(a.value) for m in WRITE_MODES)
+                                   for a in call.args):
+            return str(f.value.args[0].value)
+    return None
+
+
+def outside(path):
+    return path.startswith(('/', '~')) or '..' in path.replace('\\', '/').split('/')
 
 
 def floats(tree):

@@ -1,5 +1,5 @@
-"""The assignment as nbgrader sees it: its release, its gradebook, what each graded cell is
-worth and what its hidden check prints when it passes. Nothing here is specific to one
+"""The assignment as nbgrader sees it: its release, its gradebook and what each graded cell
+is worth. Nothing here is specific to one
 notebook: the notebooks, cells and points come from the release and the gradebook."""
 import ast
 import re
@@ -10,7 +10,6 @@ import nbformat
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-RECEIPT = 'hidden check passed: '  # checks/ no longer prints receipts; helper sandbox removes this
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / 'solutions'
@@ -106,8 +105,6 @@ class Notebook:
         self.points = {k: float(meta[k]['points']) for k in self.graded}
         self.locked = {k for k in self.order if meta[k].get('locked')}
         self.solutions = [k for k in self.order if meta[k].get('solution')]
-        by_id = {grade_id(c): c for c in source.cells if grade_id(c)}
-        self.receipts = {k: receipts(by_id[k]) for k in self.graded if k in by_id}
         self.labels = {}
         for i, cell in enumerate(release.cells):
             if grade_id(cell) in self.points:
@@ -151,12 +148,6 @@ def kit_names(cells):
     return out
 
 
-def receipts(cell):
-    """The receipt lines a passing hidden check printed in the executed solution."""
-    text = ''.join(o.get('text', '') for o in cell.get('outputs', []) if o.get('output_type') == 'stream')
-    return sorted(line.strip() for line in text.splitlines() if line.strip().startswith(RECEIPT))
-
-
 class Assignment:
     """The template folder made by make_template: release, gradebook and source notebooks."""
 
@@ -172,6 +163,13 @@ class Assignment:
             release = nbformat.read(self.folder / 'release' / name / f'{nb_name}.ipynb', as_version=4)
             source = nbformat.read(SOLUTIONS / name / f'{nb_name}.ipynb', as_version=4)
             self.notebooks[nb_name] = Notebook(nb_name, release, source)
+        seen = {}
+        for nb_name, nb in self.notebooks.items():
+            for gid in nb.graded:
+                if gid in seen:  # the grader's checks are looked up by grade id alone
+                    raise SystemExit(f'grade id {gid} is in both {seen[gid]} and {nb_name}: grade ids must be '
+                                     'unique across the assignment')
+                seen[gid] = nb_name
 
     @property
     def total(self):

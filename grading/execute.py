@@ -7,7 +7,8 @@ keeps every byte a cell prints. RobustExecute instead:
 - when the kernel died (os._exit, a segfault, the memory limit) or ignored the interrupt,
   starts a new kernel, re-runs the cells before the broken one, and carries on;
 - keeps at most `max_output_chars` characters and `max_output_lines` lines of each cell's
-  printed output, and says how much it dropped.
+  printed output, and at most `max_displays` displayed outputs (plots, display()) of at
+  most `max_display_bytes` bytes in all, and says how much it dropped.
 """
 import copy
 from time import monotonic
@@ -19,6 +20,8 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
 DROPPED = '[grader] dropped {} more characters of output'
+DISPLAY_DROPPED = '[grader] dropped {} more displayed outputs'
+RICH = ('display_data', 'execute_result', 'update_display_data')
 
 
 def error(ename, evalue):
@@ -29,11 +32,14 @@ class RobustExecute(Execute):
     notebook_timeout = Integer(600, help='seconds for the whole notebook').tag(config=True)
     max_output_chars = Integer(20_000, help='printed characters kept per cell').tag(config=True)
     max_output_lines = Integer(200, help='printed lines kept per cell').tag(config=True)
+    max_displays = Integer(20, help='displayed outputs kept per cell').tag(config=True)
+    max_display_bytes = Integer(4 * 2**20, help='bytes of displayed outputs kept per cell').tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._deadline = monotonic() + self.notebook_timeout
         self._skip = set()  # cells that broke the kernel or timed out: never re-run
         self._printed = {}  # cell index -> [characters kept, lines kept, characters dropped]
+        self._shown = {}  # cell index -> [displays kept, bytes kept, displays dropped]
         return super().preprocess(nb, resources, km)
 
     def _get_timeout(self, cell):
@@ -53,6 +59,7 @@ class RobustExecute(Execute):
                                   f'{self.notebook_timeout} s time limit')]
             return cell, resources
         self._printed[index] = [0, 0, 0]
+        self._shown[index] = [0, 0, 0]
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
@@ -64,9 +71,11 @@ class RobustExecute(Execute):
         else:
             if any(o.output_type == 'error' and o.ename == 'CellTimeoutError' for o in cell.outputs):
                 self._skip.add(index)
-        dropped = self._printed.pop(index)[2]
+        dropped, hidden = self._printed.pop(index)[2], self._shown.pop(index)[2]
         if dropped:
             cell.outputs.append(new_output('stream', name='stdout', text='\n' + DROPPED.format(dropped) + '\n'))
+        if hidden:
+            cell.outputs.append(new_output('stream', name='stdout', text='\n' + DISPLAY_DROPPED.format(hidden) + '\n'))
         return cell, resources
 
     def output(self, outs, msg, display_id, cell_index):
@@ -82,6 +91,13 @@ class RobustExecute(Execute):
             if keep != text:
                 msg = copy.deepcopy(msg)
                 msg['content']['text'] = keep
+        elif msg['msg_type'] in RICH and cell_index in self._shown:
+            kept, size, hidden = self._shown[cell_index]
+            n = sum(len(str(v)) for v in msg['content'].get('data', {}).values())
+            if kept >= self.max_displays or size + n > self.max_display_bytes:
+                self._shown[cell_index][2] += 1
+                return None
+            self._shown[cell_index] = [kept + 1, size + n, hidden]
         return super().output(outs, msg, display_id, cell_index)
 
     def _new_kernel(self):
@@ -101,6 +117,7 @@ class RobustExecute(Execute):
             if replay.cell_type != 'code' or j in self._skip or not replay.source.strip():
                 continue
             self._printed[j] = [0, 0, 0]
+            self._shown[j] = [0, 0, 0]
             try:
                 super().preprocess_cell(copy.deepcopy(replay), self.resources, j)
             except (DeadKernelError, CellTimeoutError):  # it broke this time: go on without it
@@ -109,3 +126,4 @@ class RobustExecute(Execute):
             finally:
                 self.nb.cells[j] = replay  # its outputs from the first run
                 self._printed.pop(j)
+                self._shown.pop(j)

@@ -36,12 +36,15 @@ def write_csv(path, assignment, results):
 
 
 def score_of(problem, result, assignment):
-    """The score a problem line reports: its graded cell's, else its notebook's, else the total."""
+    """The score a problem line reports: its graded cell's; '-' for a cell whose points no
+    graded cell depends on (it cost nothing); its notebook's for the whole notebook; else the total."""
     name, stage = problem.get('notebook'), problem.get('stage')
     if name in assignment.notebooks:
         nb, scores = assignment.notebooks[name], result['scores'].get(name, {})
         if stage in nb.points:
             return f'{fmt(scores.get(stage, 0))}/{fmt(nb.points[stage])}'
+        if problem.get('cell'):
+            return '-'
         return f'{fmt(sum(scores.values()))}/{fmt(nb.total)}'
     total = sum(sum(s.values()) for s in result['scores'].values())
     return f'{fmt(total)}/{fmt(assignment.total)}'
@@ -97,7 +100,8 @@ def plot(path, assignment, results):
         zero.append(sum(g <= 0 for g in got))
         part.append(n - full[-1] - zero[-1])
         mean.append(sum(got) / top / max(n, 1))
-    headings = [f'{name[:2]} {assignment.notebooks[name].labels[gid]}' for name, gid in stages]
+    headings = [textwrap.shorten(f'{name[:2]} {assignment.notebooks[name].labels[gid]}'.replace('`', ''), 44,
+                                 placeholder='...') for name, gid in stages]
     labels = [f'{h} ({gid})' if headings.count(h) > 1 else h for h, (_, gid) in zip(headings, stages)]
     hardest = min(range(len(stages)), key=lambda i: mean[i]) if stages else None
 
@@ -110,7 +114,7 @@ def plot(path, assignment, results):
     for i, (yi, m) in enumerate(zip(y, mean)):
         ax.text(n * 1.01, yi, f'{100 * m:.0f}%' + ('  hardest' if i == hardest else ''), va='center',
                 fontsize=9, fontweight='bold' if i == hardest else 'normal')
-    ax.set_yticks(y, [textwrap.shorten(lb, 52, placeholder='...') for lb in labels], fontsize=9)
+    ax.set_yticks(y, labels, fontsize=9)
     if hardest is not None:
         ax.get_yticklabels()[hardest].set_fontweight('bold')
     ax.set_title('Students per graded step, and the mean score', fontsize=10, loc='left', pad=22)

@@ -184,8 +184,10 @@ CLASS = {
     'good_alice': (lambda: solved(NB), FULL, []),
     'good_bob_zip': (None, FULL, []),
     'blank_release': (lambda: blank(NB), dict(test_stage1=0, test_stage2=0, test_stage3=0, test_stage4=0),
-                      ['run_stage1: not written yet', 'run_stage2: not written yet',
-                       'run_stage3: not written yet', 'run_stage4: not written yet']),
+                      ['test_stage1: stage 1 (cross-entropy): not written yet',
+                       'test_stage2: stage 2 (second layer and tanh): not written yet',
+                       'test_stage3: stage 3 (batchnorm): not written yet',
+                       'test_stage4: stage 4 (first layer and embedding): not written yet']),
     'empty_file': (None, dict(FULL, **{k: 0 for k in FULL}), ['is an empty file']),
     'bad_json': (None, dict(FULL, **{k: 0 for k in FULL}), ['is not valid JSON']),
     'missing_notebook': (None, dict(FULL, **{k: 0 for k in FULL}), ['01_atomic_backprop.ipynb is missing']),
@@ -197,14 +199,16 @@ CLASS = {
     'duplicated_cells': (duplicated_cells, FULL, ['test_stage1, stage3 appear more than once; all copies ran']),
     'retyped_cells': (retyped_cells, FULL, ['forward, stage4 changed cell type; graded as in the release']),
     'loops_forever': (loops_forever, dict(FULL, test_stage2=0, test_stage3=0),
-                      [f'run_stage2: stopped after {CELL_TIMEOUT} s, the time limit per cell',
+                      ['stage3: handles or sends signals (imports signal)',
+                       f'run_stage2: stopped after {CELL_TIMEOUT} s, the time limit per cell',
                        'run_stage3: stopped after 5 s, the time limit per cell, and it ignored the interrupt']),
     'eats_memory': (eats_memory, dict(FULL, test_stage3=0),
-                    [f'run_stage3: ran out of memory (the limit is {MEMORY_MB} MB)']),
+                    [f'test_stage3: ran out of memory (the limit is {MEMORY_MB} MB)']),
     'exits_and_crashes': (exits_and_crashes, dict(FULL, test_stage4=0),
                           ['stage1: called sys.exit()', 'run_stage4: the kernel died running this cell']),
     'raises': (raises, dict(FULL, test_stage1=0),
-               ['run_stage1: IndexError', 'added cell "ratio = 1 / 0": ZeroDivisionError']),
+               ["test_stage1: stage 1 (cross-entropy): it raised 'IndexError",
+                'added cell "ratio = 1 / 0": ZeroDivisionError']),
     'prints_too_much': (prints_too_much, FULL,
                         ['run_stage2: printed too much; the grader dropped',
                          'added cell "print(\'x\' * 5_000_000)": printed too much; the grader dropped']),
@@ -328,8 +332,7 @@ def test_feedback_summary_and_the_class_gradebook_hold_every_student(graded):
     for student in CLASS:
         html = graded['out'] / 'feedback' / student / ASSIGNMENT / f'{NB}.html'
         assert html.exists() == (student not in unreadable), student
-    assert 'stage 4 (first layer and embedding): right on 4 fresh batches' in (graded['out'] / 'feedback' / 'good_bob_zip' / ASSIGNMENT /
-                                              f'{NB}.html').read_text()
+    assert '(Score: 10.0 / 10.0)' in (graded['out'] / 'feedback' / 'good_bob_zip' / ASSIGNMENT / f'{NB}.html').read_text()
     assert (graded['out'] / 'summary.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     with Gradebook(f'sqlite:///{graded["out"] / "gradebook.db"}') as gb:
         assert {s.id for s in gb.students} == set(CLASS)
@@ -362,3 +365,41 @@ def test_the_demo_class_holds_a_solution_a_blank_and_typical_slips(graded, tmp_p
     assert solution.cells[at(solution, 'stage3')].source == cell(solved(NB), 'stage3').source
     slip = nbformat.read(made / 'cy_bessel' / f'{NB}.ipynb', as_version=4)
     assert [c.source for c in slip.cells] == [c.source for c in bessel_slip(solved(NB)).cells]
+
+
+def hidden_lines():
+    """The lines of notebook 1's hidden tests, as the instructor's solutions hold them."""
+    found = []
+    for c in nbformat.read(ROOT / 'solutions' / ASSIGNMENT / f'{NB}.ipynb', as_version=4).cells:
+        if 'BEGIN HIDDEN TESTS' in c.source:
+            block = c.source.split('### BEGIN HIDDEN TESTS')[1].split('### END HIDDEN TESTS')[0]
+            found += [ln.strip() for ln in block.splitlines() if len(ln.strip()) > 12]
+    return found
+
+
+@pytest.mark.parametrize('student', ['raises', 'loops_forever', 'good_alice', 'patches_torch'])
+def test_feedback_shows_every_problem_line_and_nothing_of_the_grading_machine(graded, student):
+    import html
+    page = (graded['out'] / 'feedback' / student / ASSIGNMENT / f'{NB}.html').read_text()
+    for p in graded['problems']:
+        if p['student'] == student:
+            assert html.escape(p['problem'], quote=False) in page, p['problem']
+    for path in (str(ROOT), str(graded['out']), sys.prefix, '/tmp/', '/root'):
+        assert path not in page, path
+    assert hidden_lines() and not any(html.escape(ln, quote=False) in page for ln in hidden_lines())
+    assert 'No response.' not in page
+    assert 'white-space: pre-wrap' in page and 'border-collapse' in page  # long hint lines wrap; tables ruled
+
+
+def test_feedback_shows_each_cells_printed_output_as_one_block(graded):
+    from grading.feedback import readable
+    from grading.course import Assignment
+    release = Assignment(graded['out'] / 'work' / 'template', ASSIGNMENT).notebooks[NB]
+    nb = nbformat.read(graded['out'] / 'autograded' / 'good_alice' / ASSIGNMENT / f'{NB}.ipynb', as_version=4)
+    split = nbformat.v4.new_output('stream', name='stdout', text='half a ')
+    nb.cells[at(nb, 'run_stage1')].outputs = [split, nbformat.v4.new_output('stream', name='stdout', text='table\n')]
+    shown = readable(nb, release, [])
+    for c in shown.cells:
+        streams = [o for o in c.get('outputs', []) if o.output_type == 'stream']
+        assert len(streams) == len({o.name for o in streams}), c.source[:60]
+    assert [o.text for o in shown.cells[at(shown, 'run_stage1')].outputs] == ['half a table\n']
