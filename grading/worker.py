@@ -217,10 +217,12 @@ def grade(job):
 
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     problems += found
-    for kept in ('timestamp.txt', 'submission_secret.txt'):  # nbgrader release_feedback needs both
-        found = next(Path(job['folder']).rglob(kept), None)
+    kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
+    for name in ('timestamp.txt', 'submission_secret.txt'):
+        found = next(Path(job['folder']).rglob(name), None)
         if found is not None:
-            shutil.copy(found, submitted / kept)
+            kept[name] = found.read_bytes()[:4096]
+            (submitted / name).write_bytes(kept[name])
     for name, release in assignment.notebooks.items():
         if name not in picked:
             continue
@@ -307,6 +309,10 @@ def grade(job):
             result = f'the grader could not write the feedback ({type(e).__name__}: {e})'
         if result:
             problems.append(dict(text=result))
+        pages = home / 'fb' / 'feedback' / sid / assignment.name
+        if pages.is_dir():  # from the submissions folder, which the sandbox never saw
+            for name, data in kept.items():
+                (pages / name).write_bytes(data)
     return dict(student=sid, scores=scores, problems=problems, seconds=monotonic() - started)
 
 
