@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(PY) tools/bench.py
 
 # grade a class: make grade SUBMISSIONS=<folder> [OUT=grades] [JOBS=2] [NOTEBOOKS=01_atomic_backprop,...]
-# [GRADE_FLAGS='--timeout 60'];
+# [GRADE_FLAGS='--timeout 60'] (each student in a bubblewrap sandbox; --no-sandbox only for code you trust);
 # with no SUBMISSIONS, a demo class made from the kit's notebooks (README: Instructors)
 OUT  ?= grades
 JOBS ?= 2

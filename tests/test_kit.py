@@ -1,5 +1,6 @@
 """The kit as a whole: pinned set-up, the dataset, and notebooks/ made from solutions/."""
 import hashlib
+import os
 import importlib.util
 import json
 import re
@@ -114,7 +115,9 @@ def test_later_notebooks_start_from_notebook_1s_batch_and_loss():
 
 def test_make_lab_starts_the_lab_the_browser_test_drives():
     import subprocess
-    run = subprocess.run(['make', '-n', '-o', '.venv/.installed', 'lab'], cwd=ROOT, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MAKELEVEL', 'MFLAGS')}  # as typed, not from make test
+    run = subprocess.run(['make', '--no-print-directory', '-n', '-o', '.venv/.installed', 'lab'], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [str(ROOT / '.venv' / 'bin' / 'python'), 'tools/lab.py']
     assert "'tools' / 'lab.py'" in (ROOT / 'tests' / 'test_lab.py').read_text()

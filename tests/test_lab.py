@@ -105,11 +105,13 @@ def run_all(lab, folder, name):
     page = lab['page']
     open_in_browser(page, *folder.split('/'), f'{name}.ipynb')
     panel = page.locator('.jp-NotebookPanel:visible')
+    # a kernel connected and idle: Run All before that asks which kernel to start, on a busy machine
+    panel.locator('.jp-Toolbar', has_text='Python 3 (ipykernel)').wait_for()
     panel.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').wait_for()
     prompts = """() => [...[...document.querySelectorAll('.jp-NotebookPanel')].find(p => p.offsetParent)
                           .querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(p => p.textContent)"""
     menu(page, 'Edit', 'Clear Outputs of All Cells')  # the committed solutions come with outputs
-    page.wait_for_function(f'() => ({prompts})().every(t => !/[0-9*]/.test(t))')
+    page.wait_for_function(f'() => {{ const p = ({prompts})(); return p.length > 0 && p.every(t => !/[0-9*]/.test(t)); }}')
     menu(page, 'Run', 'Run All Cells')
     # done when cells have run and none is queued or running ([*]); after an error the rest
     # of the queue is dropped, which the caller sees in the saved notebook
