@@ -100,12 +100,12 @@ def plot(path, assignment, results):
         zero.append(sum(g <= 0 for g in got))
         part.append(n - full[-1] - zero[-1])
         mean.append(sum(got) / top / max(n, 1))
-    headings = [textwrap.shorten(f'{name[:2]} {assignment.notebooks[name].labels[gid]}'.replace('`', ''), 44,
-                                 placeholder='...') for name, gid in stages]
-    labels = [f'{h} ({gid})' if headings.count(h) > 1 else h for h, (_, gid) in zip(headings, stages)]
+    headings = [f'{name[:2]} {assignment.notebooks[name].labels[gid]}'.replace('`', '') for name, gid in stages]
+    labels = [textwrap.fill(f'{h} ({gid})' if headings.count(h) > 1 else h, 44)  # whole, on up to 3 lines
+              for h, (_, gid) in zip(headings, stages)]
     hardest = min(range(len(stages)), key=lambda i: mean[i]) if stages else None
 
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 1.6 + 0.45 * max(len(stages), 4)),
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 1.6 + 0.6 * max(len(stages), 4)),
                                  gridspec_kw=dict(width_ratios=[2.2, 1]))
     y = list(range(len(stages)))[::-1]
     ax.barh(y, full, color='#3a923a', label='full marks')
