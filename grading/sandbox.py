@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+KIT = Path(__file__).resolve().parent.parent
 PIDS = Path('/sys/fs/cgroup/pids')  # cgroup v1 pids controller
 PIDS_MAX = 512  # tasks (processes and threads) per sandbox: nbgrader and a kernel use about 60
 INSTALL = 'apt-get install bubblewrap'
@@ -36,11 +37,24 @@ def missing():
     return None
 
 
+def under_private(path):
+    return any(Path(path).is_relative_to(top) for top in ('/tmp', '/run'))
+
+
+def kit_and_python():
+    """The kit and the Python it runs on, where the sandbox's private /tmp or /run would
+    cover them (a kit cloned into /tmp, say): these are bound back, read-only."""
+    here = {KIT, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent}
+    return sorted(str(p) for p in here if under_private(p))
+
+
 def command(argv, writable, hidden):
     """The bwrap command line that runs `argv` with only `writable` folders writable and
     `hidden` folders replaced by empty ones (a writable folder inside a hidden one stays)."""
     cmd = ['bwrap', '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
            '--tmpfs', '/run', '--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL']
+    for folder in kit_and_python():
+        cmd += ['--ro-bind', folder, folder]
     for folder in hidden:
         if Path(folder).is_dir():
             cmd += ['--tmpfs', str(folder)]
