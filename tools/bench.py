@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from helpers import SEED, init_params, read_words, split_dataset, vocabulary
+from helpers import BN_EPS, SEED, init_params, read_words, split_dataset, vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'tools'))
@@ -62,7 +62,7 @@ def autograd_step(parameters, Xb, Yb, lr):
     n = Xb.shape[0]
     hprebn = C[Xb].view(n, -1) @ W1 + b1
     bndiff = hprebn - hprebn.mean(0, keepdim=True)
-    bnraw = bndiff * ((bndiff**2).sum(0, keepdim=True) / (n - 1) + 1e-5)**-0.5
+    bnraw = bndiff * ((bndiff**2).sum(0, keepdim=True) / (n - 1) + BN_EPS)**-0.5
     h = torch.tanh(bngain * bnraw + bnbias)
     loss = F.cross_entropy(h @ W2 + b2, Yb)
     for p in parameters:
@@ -84,7 +84,7 @@ def lecture_step(parameters, Xb, Yb, lr):
     hprebn = embcat @ W1 + b1
     bnmean = hprebn.mean(0, keepdim=True)
     bnvar = hprebn.var(0, keepdim=True, unbiased=True)
-    bnvar_inv = (bnvar + 1e-5)**-0.5
+    bnvar_inv = (bnvar + BN_EPS)**-0.5
     bnraw = (hprebn - bnmean) * bnvar_inv
     hpreact = bngain * bnraw + bnbias
     h = torch.tanh(hpreact)
