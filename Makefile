@@ -12,7 +12,10 @@ export PATH := $(BIN):$(PATH)
 lab: $(STAMP)
 	$(PY) tools/lab.py
 
+# as root on a Debian-like machine it first installs the Debian packages the suite needs
+# (tools/system.py); elsewhere it runs what it can and names, at the end, what it could not
 test: $(STAMP) $(VENV)/.installed-data
+	python3 tools/system.py install
 	$(PY) -m pytest -q
 
 # notebooks/ is generated from solutions/ and never edited by hand

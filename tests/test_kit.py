@@ -4,6 +4,7 @@ import os
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 import tomllib
 
@@ -11,6 +12,9 @@ import nbformat
 import pytest
 
 from tests.kit import RELEASE, ROOT, SOLUTIONS, Course
+
+sys.path.insert(0, str(ROOT / 'tools'))
+import system  # noqa: E402
 
 NAMES_SHA256 = '91691165b471c338ee35387260590f0fdc23fcb50509b9ccfe1c879c7ac39a1e'
 
@@ -122,3 +126,22 @@ def test_make_lab_starts_the_lab_the_browser_test_drives():
     assert run.stdout.split() == [str(ROOT / '.venv' / 'bin' / 'python'), 'tools/lab.py']
     assert "'tools' / 'lab.py'" in (ROOT / 'tests' / 'test_lab.py').read_text()
     assert '/work/' in (ROOT / '.gitignore').read_text().split()  # the student's copy
+
+
+@pytest.mark.skipif(not system.is_root(), reason='makes the run as an unprivileged account, which needs root')
+def test_a_run_without_root_skips_what_needs_it_and_names_how_to_run_it():
+    """`make test` as an ordinary account runs what it can, then says what it could not run and how."""
+    mode = os.stat('/root').st_mode & 0o7777  # the kit's Python may live in /root/.pyenv: let nobody pass
+    os.chmod('/root', mode | 0o001)
+    try:
+        if subprocess.run(['runuser', '-u', 'nobody', '--', 'test', '-r', str(ROOT / 'tests' / 'conftest.py')]).returncode:
+            pytest.skip('the kit is cloned where other accounts cannot read it')
+        run = subprocess.run(['runuser', '-u', 'nobody', '--', sys.executable, '-m', 'pytest', '-q', '-p',
+                              'no:cacheprovider', 'tests/test_sandbox.py', 'tests/test_course_hub.py'], cwd=ROOT,
+                             capture_output=True, text=True, env=dict(os.environ, HOME='/tmp', PYTHONDONTWRITEBYTECODE='1'))
+    finally:
+        os.chmod('/root', mode)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert 'not run on this machine' in run.stdout
+    assert 'test_sandbox.py: needs root' in run.stdout and 'test_course_hub.py: needs root' in run.stdout
+    assert 'run `make test` as root' in run.stdout
