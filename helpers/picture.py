@@ -79,3 +79,21 @@ class Picture:
         out = io.BytesIO()
         self.figure().savefig(out, format='png')
         return out.getvalue()
+
+
+if __name__ == '__main__':
+    # python -m helpers.picture docs/img/cmp_picture.png: the README's picture, notebook 1's
+    # dC written as dC[Xb] += demb, which keeps one gradient of each repeated character
+    import sys
+
+    from helpers import forward_atoms, mistake, notebook1_batch
+    params, Xb, Yb, _ = notebook1_batch()
+    d = forward_atoms(params, Xb, Yb)
+    d['loss'].backward()
+    C = params[0]
+    dC = torch.zeros_like(C)
+    dC[Xb] += d['emb'].grad
+    caption, hint = mistake(dC, C.grad, 'dC')
+    with open(sys.argv[1], 'wb') as f:
+        f.write(Picture('dC', dC, C.grad, caption)._repr_png_())
+    print(hint)
