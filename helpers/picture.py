@@ -1,7 +1,7 @@
 """The picture cmp shows under a wrong gradient: where it differs from PyTorch's, entry by
 entry, beside PyTorch's own gradient on the same colour scale. Rows and columns are the
-tensor's; a tensor of more than two dimensions is flattened to rows by the rest, as the
-hints count its rows. Made only when a front end asks for the PNG (in a Jupyter kernel);
+tensor's; a tensor of more than two dimensions keeps its rows and has the rest flattened
+into columns, as the hints count its rows. Made only when a front end asks for the PNG (in a Jupyter kernel);
 anywhere else it is one line of text."""
 import io
 import textwrap
@@ -33,7 +33,9 @@ class Picture:
         if dt.shape == ref.shape:
             self.title = f'{name} {shape_words(ref)}: {caption}'
             diff = as_rows(dt) - as_rows(ref)
-            self.panels = [(f"yours - PyTorch's (largest {diff.abs().max().item():.1e})", diff),
+            largest = 'largest' if diff.isfinite().all() else 'largest finite'
+            largest += f' {diff.nan_to_num(0, 0, 0).abs().max().item():.1e}'
+            self.panels = [(f"yours - PyTorch's ({largest})", diff),
                            ("PyTorch's", as_rows(ref))]
         else:
             self.title = f'{name}: shape {tuple(dt.shape)}, should be {tuple(ref.shape)}: {caption}'
