@@ -158,3 +158,19 @@ def test_twice_the_gradient_is_a_factor_of_two_not_bessel(capsys):
     t = leaf(6, 5)
     hint = hint_for(2 * t.grad, t, capsys)
     assert '2 times' in hint and 'Bessel' not in hint and 'n/(n-1)' not in hint
+
+
+def test_a_sum_kept_over_the_wrong_dimension_names_the_right_one(capsys):
+    t = leaf(1, 6)
+    hint = hint_for(t.grad.expand(8, 6).sum(1, keepdim=True), t, capsys)
+    assert 'summed over the wrong dimension, sum over dim 0 with keepdim=True, not over dim 1' in hint
+
+
+def test_a_difference_in_stripes_points_to_a_sum_over_the_wrong_dimension(capsys):
+    """A mean subtracted over the wrong dimension leaves a number per row plus one per column."""
+    t = leaf(8, 6)
+    x = torch.randn(8, 6, generator=g)
+    wrong = t.grad - x.mean(1, keepdim=True) + x.mean(0, keepdim=True)
+    hint = hint_for(wrong, t, capsys)
+    assert 'stripes' in hint and 'sum over the wrong dimension' in hint
+    assert 'stripes' not in hint_for(t.grad + x, t, capsys)
