@@ -31,9 +31,9 @@ from checks.handin import hand_in
 
 # %% [markdown]
 # ## The network of notebook 1
-# Same names, same parameters, same batch of 32: `notebook1_batch` (in `helpers.py`) draws
+# Same names, same parameters, same batch of 32: `notebook1_batch` (in `helpers`) draws
 # them from the same seeded generator in the same order, so the loss is notebook 1's.
-# `forward_atoms` (also in `helpers.py`) is the chunked forward pass you backpropagated
+# `forward_atoms` (also in `helpers`) is the chunked forward pass you backpropagated
 # through atom by atom; it returns every intermediate by name, and `loss.backward()`
 # gives PyTorch's gradients to compare with.
 

@@ -35,7 +35,7 @@ from checks.handin import hand_in
 # %% [markdown]
 # ## The network of notebook 1
 # Same names, same parameters, same batch of 32, drawn by `notebook1_batch` (in
-# `helpers.py`) exactly as notebook 1 draws them. `forward_atoms` (also in `helpers.py`) runs
+# `helpers`) exactly as notebook 1 draws them. `forward_atoms` (also in `helpers`) runs
 # notebook 1's chunked forward pass and returns every intermediate by name; after
 # `loss.backward()` each one holds PyTorch's gradient, for `cmp`.
 
@@ -377,7 +377,7 @@ cmp('hprebn float64', dhprebn64, atoms64['hprebn'])
 # Every check so far compared your gradients with PyTorch's. Finite differences need
 # nothing but the forward pass: nudge one input up and down by a tiny amount $h$, see how
 # the loss moves, and divide: $\frac{\partial L}{\partial x} \approx \frac{L(x + h) - L(x - h)}{2h}$.
-# `numerical_grad(f, x, dout)` in `helpers.py` does this for $L = \sum f(x) \cdot$ `dout`,
+# `numerical_grad(f, x, dout)` in `helpers` does this for $L = \sum f(x) \cdot$ `dout`,
 # one entry of $x$ at a time, in float64.
 #
 # Here it is on a small batch of its own, 5 examples of 3 neurons with very different
