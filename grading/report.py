@@ -1,8 +1,14 @@
-"""What the instructor reads: grades.csv, summary.png and the table of problems."""
+"""What the instructor reads: grades.csv, summary.png, the table of problems, and what the
+class got wrong (mistakes.csv, mistakes.png)."""
 import csv
 import textwrap
 
-COLUMNS = ('student', 'notebook', 'cell', 'score', 'problem')
+from checks.causes import WORDS, cause_of
+
+COLUMNS = ('student', 'notebook', 'cell', 'score', 'cause', 'problem')
+MISTAKE_COLUMNS = ('notebook', 'graded cell', 'cause', 'students', 'which students')
+WHOLE = '(notebook)'  # the graded cell of a line about a whole notebook
+WHOLE_CAUSES = {'held', 'missing', 'unreadable'}  # they cost a notebook every point, whatever cell they name
 
 
 def fmt(x):
@@ -19,8 +25,8 @@ def write_csv(path, assignment, results):
             top.append(fmt(nb.points[gid]))
         header.append(name)
         top.append(fmt(nb.total))
-    header.append('total')
-    top.append(fmt(assignment.total))
+    header += ['total', 'review']
+    top += [fmt(assignment.total), '']
     with open(path, 'w', newline='') as f:
         out = csv.writer(f)
         out.writerow(header)
@@ -32,7 +38,7 @@ def write_csv(path, assignment, results):
                 row += [fmt(scores.get(gid, 0.0)) for gid in nb.graded]
                 row.append(fmt(sum(scores.get(gid, 0.0) for gid in nb.graded)))
                 total += sum(scores.get(gid, 0.0) for gid in nb.graded)
-            out.writerow(row + [fmt(total)])
+            out.writerow(row + [fmt(total), ' '.join(r.get('held') or [])])
 
 
 def score_of(problem, result, assignment):
@@ -55,20 +61,25 @@ def problem_rows(assignment, results):
     for r in sorted(results, key=lambda r: r['student']):
         for p in r['problems']:
             rows.append((r['student'], p.get('notebook') or '-', p.get('cell') or '-',
-                         score_of(p, r, assignment), p['text']))
+                         score_of(p, r, assignment), cause(p), p['text']))
     return rows
+
+
+def cause(problem):
+    """A problem line's cause: the one the grader set, else the one its sentence names, else 'other'."""
+    return problem.get('cause') or cause_of(problem.get('text')) or 'other'
 
 
 def table(rows, width=200):
     """The rows as aligned text, one line each (long problems are cut with '...')."""
     if not rows:
         return 'no problems found\n'
-    widths = [max(len(str(row[i])) for row in rows + [COLUMNS]) for i in range(4)]
+    widths = [max(len(str(row[i])) for row in rows + [COLUMNS]) for i in range(len(COLUMNS) - 1)]
     lines = []
     for row in [COLUMNS] + rows:
-        head = '  '.join(str(v).ljust(w) for v, w in zip(row[:4], widths))
+        head = '  '.join(str(v).ljust(w) for v, w in zip(row[:-1], widths))
         room = max(width - len(head) - 2, 40)
-        lines.append(f'{head}  {textwrap.shorten(str(row[4]), room, placeholder="...")}')
+        lines.append(f'{head}  {textwrap.shorten(str(row[-1]), room, placeholder="...")}')
     return '\n'.join(lines) + '\n'
 
 
@@ -134,6 +145,104 @@ def plot(path, assignment, results):
     bx.set_title('Total scores', fontsize=10, loc='left', pad=22)
     bx.xaxis.set_major_locator(MaxNLocator(integer=True))
     bx.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- what the class got wrong
+
+def mistakes(assignment, results):
+    """[(notebook, graded cell, cause, [students])], per graded cell the causes ranked by how
+    many students they cost points. A student counts under a cause for a graded cell when a
+    problem line with that cause names the cell and they scored less than full there; 'other'
+    only when no recognised cause does. A notebook held, missing or unreadable counts once,
+    under the cell '(notebook)', and nothing else of that notebook counts; so does any other
+    line about a whole notebook that lost points, when its cause is recognised (notes on
+    repairs, which cost nothing, are not counted)."""
+    found = {}  # (notebook, cell): {cause: [students]}
+    for r in sorted(results, key=lambda r: r['student']):
+        units = {}  # (notebook, cell): {causes}
+        whole = {p.get('notebook') for p in r['problems'] if cause(p) in WHOLE_CAUSES}
+        for p in r['problems']:
+            name, stage, why = p.get('notebook'), p.get('stage'), cause(p)
+            nb = assignment.notebooks.get(name)
+            if nb is None:
+                continue
+            scores = r['scores'].get(name, {})
+            if name in whole:
+                if why in WHOLE_CAUSES:
+                    units.setdefault((name, WHOLE), set()).add(why)
+            elif stage in nb.points:
+                if scores.get(stage, 0) < nb.points[stage]:
+                    units.setdefault((name, stage), set()).add(why)
+            elif not p.get('cell') and why != 'other' and sum(scores.values()) < nb.total:
+                units.setdefault((name, WHOLE), set()).add(why)
+        for unit, causes in units.items():
+            for why in causes - {'other'} or causes:
+                found.setdefault(unit, {}).setdefault(why, []).append(r['student'])
+    order = [(name, cell) for name, nb in assignment.notebooks.items() for cell in [WHOLE] + nb.graded]
+    return [(name, cell, why, students) for name, cell in order if (name, cell) in found
+            for why, students in sorted(found[name, cell].items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+
+
+def most_common(rows, k=3):
+    """'most common: bessel 31 students (01_atomic_backprop/test_stage3), ...', or ''."""
+    top = sorted(rows, key=lambda row: -len(row[3]))[:k]
+    said = [f'{why} {len(who)} student{"s" if len(who) > 1 else ""} ({name}/{cell})' for name, cell, why, who in top]
+    return 'most common: ' + ', '.join(said) + '\n' if said else ''
+
+
+def write_mistakes(folder, assignment, results):
+    """mistakes.csv and mistakes.png in `folder`; the most-common line for the end of make grade."""
+    rows = mistakes(assignment, results)
+    with open(folder / 'mistakes.csv', 'w', newline='') as f:
+        out = csv.writer(f)
+        out.writerow(MISTAKE_COLUMNS)
+        out.writerows((name, cell, why, len(who), ' '.join(who)) for name, cell, why, who in rows)
+    plot_mistakes(folder / 'mistakes.png', assignment, rows, len(results))
+    return most_common(rows)
+
+
+def plot_mistakes(path, assignment, rows, n):
+    """One group of bars per graded cell that cost anyone points: its causes, ranked by how
+    many students each cost points there, each cause in its own colour throughout."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    plain = {'other': '#9a9a9a', 'not-written': '#c8c8c8', 'held': '#8b1a1a', 'autograd': '#8b1a1a'}
+    slips = [k for k in WORDS if k not in plain]  # 19 keys, a colour of tab20 each
+    colour = {k: plt.get_cmap('tab20')(i % 20) for i, k in enumerate(slips)} | plain
+    groups = list(dict.fromkeys((name, cell) for name, cell, _, _ in rows))
+    fig, ax = plt.subplots(figsize=(9, 1.3 + 0.26 * len(rows) + 0.34 * len(groups)))
+    y, ticks, labels = 0, [], []
+    for name, cell in groups:
+        heading = textwrap.shorten(assignment.notebooks[name].labels[cell].replace('`', ''), 60, placeholder='...') \
+            if cell != WHOLE else ''
+        ax.text(0, y, f'{name[:2]} {heading}  ({cell})' if heading else f'{name}: the whole notebook',
+                fontsize=9, fontweight='bold', va='center')
+        y -= 1
+        for _, _, why, who in (row for row in rows if row[:2] == (name, cell)):
+            ax.barh(y, len(who), height=0.7, color=colour.get(why, '#9a9a9a'))
+            ax.text(len(who) + n * 0.01, y, str(len(who)), va='center', fontsize=8)
+            ticks.append(y)
+            labels.append(f'{why}: {WORDS.get(why, "")}' if why in WORDS else why)
+            y -= 1
+        y -= 0.4
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_ylim(y + 0.6, 0.8)
+    ax.set_xlim(0, max(n, 1) * 1.08)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f'students who lost points to it (of {n})')
+    ax.set_title('What the class got wrong: for each graded step, the causes of lost points',
+                 fontsize=10, loc='left')
+    for side in ('top', 'right'):
+        ax.spines[side].set_visible(False)
+    if not rows:
+        ax.text(0.5, 0.5, 'no points lost', transform=ax.transAxes, ha='center', fontsize=11)
+        ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
