@@ -243,3 +243,28 @@ def test_the_end_of_make_grade_names_the_three_most_common_causes(graded):
 def test_mistakes_png_is_drawn_beside_summary_png(graded):
     assert (graded['out'] / 'mistakes.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert (graded['out'] / 'summary.png').exists()
+
+
+# ---------------------------------------------------------------- the demo class
+
+GRADED_BY = {'stage1': (1, 'test_stage1'), 'stage3': (1, 'test_stage3'), 'dlogits': (2, 'test_dlogits'),
+             'step4': (3, 'test_step4'), 'step5': (3, 'test_step5')}
+DEMO = {'cy_bessel': ['bessel'], 'di_fanout': [None], 'ed_batch32': ['hard-coded-size'],
+        'gus_sigma': ['bessel', 'sigma-path', 'global-n'], 'hal_alias': ['hard-coded-size', 'alias', 'float32'],
+        'ivy_float': ['float32', 'bessel', 'global-n']}
+
+
+def test_the_demo_class_shows_causes_that_cost_several_students_points():
+    from collections import Counter
+    from grading.demo import SLIPS
+    found = Counter()
+    for student, slips in SLIPS.items():
+        causes = []
+        for cell, old, new in slips:
+            number, gid = GRADED_BY[cell]
+            causes.append(cause_of(verdict(number, gid, (cell, old, new), namespace={'torch': torch, 'F': F, 'n': 32})))
+            found[gid, causes[-1]] += 1
+        assert causes == DEMO[student], student
+    assert sorted(k for k, count in found.items() if count > 1) == [
+        ('test_dlogits', 'float32'), ('test_stage1', 'hard-coded-size'), ('test_stage3', 'bessel'),
+        ('test_step5', 'global-n')]
