@@ -9,6 +9,7 @@ COLUMNS = ('student', 'notebook', 'cell', 'score', 'cause', 'problem')
 MISTAKE_COLUMNS = ('notebook', 'graded cell', 'cause', 'students', 'which students')
 WHOLE = '(notebook)'  # the graded cell of a line about a whole notebook
 WHOLE_CAUSES = {'held', 'missing', 'unreadable'}  # they cost a notebook every point, whatever cell they name
+LAST = {'not-written', 'other'}  # after the slips that cost as many students
 
 
 def fmt(x):
@@ -183,12 +184,12 @@ def mistakes(assignment, results):
                 found.setdefault(unit, {}).setdefault(why, []).append(r['student'])
     order = [(name, cell) for name, nb in assignment.notebooks.items() for cell in [WHOLE] + nb.graded]
     return [(name, cell, why, students) for name, cell in order if (name, cell) in found
-            for why, students in sorted(found[name, cell].items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+            for why, students in sorted(found[name, cell].items(), key=lambda kv: (-len(kv[1]), kv[0] in LAST, kv[0]))]
 
 
 def most_common(rows, k=3):
     """'most common: bessel 31 students (01_atomic_backprop/test_stage3), ...', or ''."""
-    top = sorted(rows, key=lambda row: -len(row[3]))[:k]
+    top = sorted(rows, key=lambda row: (-len(row[3]), row[2] in LAST))[:k]
     said = [f'{why} {len(who)} student{"s" if len(who) > 1 else ""} ({name}/{cell})' for name, cell, why, who in top]
     return 'most common: ' + ', '.join(said) + '\n' if said else ''
 
@@ -216,7 +217,7 @@ def plot_mistakes(path, assignment, rows, n):
     slips = [k for k in WORDS if k not in plain]  # 19 keys, a colour of tab20 each
     colour = {k: plt.get_cmap('tab20')(i % 20) for i, k in enumerate(slips)} | plain
     groups = list(dict.fromkeys((name, cell) for name, cell, _, _ in rows))
-    fig, ax = plt.subplots(figsize=(9, 1.3 + 0.26 * len(rows) + 0.34 * len(groups)))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.22 * len(rows) + 0.3 * len(groups)))
     y, ticks, labels = 0, [], []
     for name, cell in groups:
         heading = textwrap.shorten(assignment.notebooks[name].labels[cell].replace('`', ''), 60, placeholder='...') \

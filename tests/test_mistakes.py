@@ -155,11 +155,11 @@ def test_a_missing_or_held_notebook_counts_once_for_the_whole_notebook():
         (NB3, '(notebook)', 'held', ['fin', 'gil']), (NB3, '(notebook)', 'missing', ['eve'])]
 
 
-def test_the_three_most_common_causes_name_their_graded_cell():
+def test_the_three_most_common_causes_name_their_graded_cell_and_put_slips_before_other():
     rows = [(NB1, 'test_stage1', 'other', ['a']), (NB1, 'test_stage3', 'bessel', ['a', 'b', 'c']),
             (NB3, '(notebook)', 'missing', ['d', 'e']), (NB3, 'test_step4', 'sigma-path', ['f'])]
     assert report.most_common(rows) == (f'most common: bessel 3 students ({NB1}/test_stage3), '
-                                        f'missing 2 students ({NB3}/(notebook)), other 1 student ({NB1}/test_stage1)\n')
+                                        f'missing 2 students ({NB3}/(notebook)), sigma-path 1 student ({NB3}/test_step4)\n')
     assert report.most_common([]) == ''
 
 
@@ -189,14 +189,14 @@ CLASS = {  # student: their notebook 1 (None: handed in no notebook)
 }
 MISTAKES = [  # what mistakes.csv must say, row for row
     (NB1, '(notebook)', 'missing', '1', 'gus_missing'),
-    (NB1, 'test_stage1', 'hard-coded-size', '1', 'fox_32'),
+    (NB1, 'test_stage1', 'hard-coded-size', '1', 'fox_32'),  # a slip first, then work not done
     (NB1, 'test_stage1', 'not-written', '1', 'bob_blank'),
     (NB1, 'test_stage2', 'not-written', '1', 'bob_blank'),
     (NB1, 'test_stage3', 'bessel', '2', 'cy_bessel dee_bessel_repeated'),
     (NB1, 'test_stage3', 'alias', '1', 'eli_alias'),
     (NB1, 'test_stage3', 'not-written', '1', 'bob_blank'),
-    (NB1, 'test_stage4', 'not-written', '1', 'bob_blank'),
     (NB1, 'test_stage4', 'repeated-index', '1', 'dee_bessel_repeated'),
+    (NB1, 'test_stage4', 'not-written', '1', 'bob_blank'),
 ]
 
 
