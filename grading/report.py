@@ -5,7 +5,7 @@ import textwrap
 
 from checks.causes import WORDS, cause_of
 
-COLUMNS = ('student', 'notebook', 'cell', 'score', 'cause', 'problem')
+COLUMNS = ('student', 'notebook', 'cell', 'score', 'problem', 'cause')  # the cause last: older readers keep their columns
 MISTAKE_COLUMNS = ('notebook', 'graded cell', 'cause', 'students', 'which students')
 WHOLE = '(notebook)'  # the graded cell of a line about a whole notebook
 WHOLE_CAUSES = {'held', 'missing', 'unreadable'}  # they cost a notebook every point, whatever cell they name
@@ -62,7 +62,7 @@ def problem_rows(assignment, results):
     for r in sorted(results, key=lambda r: r['student']):
         for p in r['problems']:
             rows.append((r['student'], p.get('notebook') or '-', p.get('cell') or '-',
-                         score_of(p, r, assignment), cause(p), p['text']))
+                         score_of(p, r, assignment), p['text'], cause(p)))
     return rows
 
 
@@ -72,12 +72,13 @@ def cause(problem):
 
 
 def table(rows, width=200):
-    """The rows as aligned text, one line each (long problems are cut with '...')."""
+    """The rows as aligned text, one line each, the problem last (long ones are cut with '...')."""
     if not rows:
         return 'no problems found\n'
-    widths = [max(len(str(row[i])) for row in rows + [COLUMNS]) for i in range(len(COLUMNS) - 1)]
+    shown = [(*row[:4], row[5], row[4]) for row in [COLUMNS] + rows]
+    widths = [max(len(str(row[i])) for row in shown) for i in range(5)]
     lines = []
-    for row in [COLUMNS] + rows:
+    for row in shown:
         head = '  '.join(str(v).ljust(w) for v, w in zip(row[:-1], widths))
         room = max(width - len(head) - 2, 40)
         lines.append(f'{head}  {textwrap.shorten(str(row[-1]), room, placeholder="...")}')
@@ -154,13 +155,15 @@ def plot(path, assignment, results):
 # ---------------------------------------------------------------- what the class got wrong
 
 def mistakes(assignment, results):
-    """[(notebook, graded cell, cause, [students])], per graded cell the causes ranked by how
-    many students they cost points. A student counts under a cause for a graded cell when a
-    problem line with that cause names the cell and they scored less than full there; 'other'
-    only when no recognised cause does. A notebook held, missing or unreadable counts once,
-    under the cell '(notebook)', and nothing else of that notebook counts; so does any other
-    line about a whole notebook that lost points, when its cause is recognised (notes on
-    repairs, which cost nothing, are not counted)."""
+    """[(notebook, graded cell, cause, [students])]: for each graded cell, the causes ranked by
+    how many students they cost points there (on a tie, slips before not-written and other).
+    - A student counts under a cause for a graded cell when a problem line with that cause
+      names the cell and they scored less than full there; under 'other' only when no
+      recognised cause does.
+    - A notebook held, missing or unreadable counts once, under the cell '(notebook)', and
+      nothing else in it counts. Another line about a whole notebook counts there too when
+      its cause is recognised and the notebook lost points; notes that cost nothing (a cell
+      put back, an older release) and lines about no notebook are not counted."""
     found = {}  # (notebook, cell): {cause: [students]}
     for r in sorted(results, key=lambda r: r['student']):
         units = {}  # (notebook, cell): {causes}

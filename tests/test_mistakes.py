@@ -167,7 +167,7 @@ def test_problem_lines_carry_the_cause_set_by_the_grader_or_read_from_their_sent
     r = result('amy', [line(NB1, BESSEL_TEXT, 'test_stage3'), line(NB1, 'autograd computed the answer', 'test_stage1',
                                                                     cause='autograd'),
                        line(NB1, 'something odd', 'test_stage1')], lost=['test_stage1', 'test_stage3'])
-    assert [row[4] for row in report.problem_rows(ASSIGNMENT, [r])] == ['bessel', 'autograd', 'other']
+    assert [row[-1] for row in report.problem_rows(ASSIGNMENT, [r])] == ['bessel', 'autograd', 'other']
 
 
 def test_grades_csv_marks_held_notebooks_for_review(tmp_path):
@@ -225,7 +225,8 @@ def test_mistakes_csv_counts_every_student_under_the_cause_that_cost_them_points
     assert [tuple(r) for r in rows[1:]] == MISTAKES
 
 
-def test_problems_csv_gives_each_line_its_cause(graded):
+def test_problems_csv_gives_each_line_its_cause_in_a_last_column(graded):
+    assert read(graded['out'] / 'problems.csv')[0] == ['student', 'notebook', 'cell', 'score', 'problem', 'cause']
     causes = {(r['student'], r['cell']): r['cause'] for r in csv.DictReader(open(graded['out'] / 'problems.csv'))}
     assert causes[('cy_bessel', 'test_stage3')] == 'bessel'
     assert causes[('eli_alias', 'test_stage3')] == 'alias'
