@@ -5,7 +5,8 @@ import textwrap
 
 from checks.causes import WORDS, cause_of
 
-COLUMNS = ('student', 'notebook', 'cell', 'score', 'problem', 'cause')  # the cause last: older readers keep their columns
+# the cause last, so that readers of the older columns keep them
+COLUMNS = ('student', 'notebook', 'cell', 'score', 'problem', 'cause')
 MISTAKE_COLUMNS = ('notebook', 'graded cell', 'cause', 'students', 'which students')
 WHOLE = '(notebook)'  # the graded cell of a line about a whole notebook
 WHOLE_CAUSES = {'held', 'missing', 'unreadable'}  # they cost a notebook every point, whatever cell they name
