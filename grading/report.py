@@ -161,27 +161,25 @@ def mistakes(assignment, results):
     - A student counts under a cause for a graded cell when a problem line with that cause
       names the cell and they scored less than full there; under 'other' only when no
       recognised cause does.
-    - A notebook held, missing or unreadable counts once, under the cell '(notebook)', and
-      nothing else in it counts. Another line about a whole notebook counts there too when
-      its cause is recognised and the notebook lost points; notes that cost nothing (a cell
-      put back, an older release) and lines about no notebook are not counted."""
+    - A notebook that scored nothing because it was held, missing or unreadable counts once,
+      under the cell '(notebook)', and nothing else in it counts. Another line about a whole
+      notebook counts there too when its cause is recognised and the notebook lost points;
+      notes that cost nothing (a cell put back, an older release) and lines about no
+      notebook are not counted."""
     found = {}  # (notebook, cell): {cause: [students]}
     for r in sorted(results, key=lambda r: r['student']):
-        units = {}  # (notebook, cell): {causes}
-        whole = {p.get('notebook') for p in r['problems'] if cause(p) in WHOLE_CAUSES}
+        whole = whole_losses(assignment, r)
+        units = {(name, WHOLE): causes for name, causes in whole.items()}  # (notebook, cell): {causes}
         for p in r['problems']:
             name, stage, why = p.get('notebook'), p.get('stage'), cause(p)
             nb = assignment.notebooks.get(name)
-            if nb is None:
+            if nb is None or name in whole:
                 continue
             scores = r['scores'].get(name, {})
-            if name in whole:
-                if why in WHOLE_CAUSES:
-                    units.setdefault((name, WHOLE), set()).add(why)
-            elif stage in nb.points:
+            if stage in nb.points:
                 if scores.get(stage, 0) < nb.points[stage]:
                     units.setdefault((name, stage), set()).add(why)
-            elif not p.get('cell') and why != 'other' and sum(scores.values()) < nb.total:
+            elif not p.get('cell') and why not in WHOLE_CAUSES | {'other'} and sum(scores.values()) < nb.total:
                 units.setdefault((name, WHOLE), set()).add(why)
         for unit, causes in units.items():
             for why in causes - {'other'} or causes:
@@ -189,6 +187,19 @@ def mistakes(assignment, results):
     order = [(name, cell) for name, nb in assignment.notebooks.items() for cell in [WHOLE] + nb.graded]
     return [(name, cell, why, students) for name, cell in order if (name, cell) in found
             for why, students in sorted(found[name, cell].items(), key=lambda kv: (-len(kv[1]), kv[0] in LAST, kv[0]))]
+
+
+def whole_losses(assignment, result):
+    """{notebook: {causes}} for the notebooks that scored nothing because they were held
+    (result['held']: the hold's own causes, held or autograd), missing or unreadable."""
+    held = set(result.get('held') or [])
+    out = {name: set() for name in held}
+    for p in result['problems']:
+        name, why = p.get('notebook'), cause(p)
+        if name in assignment.notebooks and (why in WHOLE_CAUSES or name in held and why == 'autograd') \
+                and not any(result['scores'].get(name, {}).values()):
+            out.setdefault(name, set()).add(why)
+    return {name: causes or {'held'} for name, causes in out.items()}
 
 
 def most_common(rows, k=3):

@@ -109,8 +109,8 @@ def test_every_key_has_words_for_the_picture():
 # ---------------------------------------------------------------- counting, on hand-made results
 
 NB1, NB3 = '01_atomic_backprop', '03_fused_batchnorm'
-POINTS = {NB1: dict(test_stage1=3, test_stage3=3), NB3: dict(test_step4=2)}
-ASSIGNMENT = SimpleNamespace(total=8, notebooks={
+POINTS = {NB1: dict(test_stage1=3, test_stage3=3), NB3: dict(test_step4=2, test_step5=3)}
+ASSIGNMENT = SimpleNamespace(total=11, notebooks={
     name: SimpleNamespace(points=points, graded=list(points), total=sum(points.values()),
                           labels={g: f'Heading of {g}' for g in points})
     for name, points in POINTS.items()})
@@ -143,18 +143,29 @@ def test_a_student_counts_once_per_cause_where_it_cost_them_points():
         (NB1, 'test_stage3', 'bessel', ['amy', 'bo'])]  # bo's other line: the lost points have a known cause
 
 
+NB3_ALL = ['test_step4', 'test_step5']
+
+
 def test_a_missing_or_held_notebook_counts_once_for_the_whole_notebook():
     results = [
-        result('eve', [line(NB3, '03_fused_batchnorm.ipynb is missing')], lost=['test_step4']),
+        result('eve', [line(NB3, '03_fused_batchnorm.ipynb is missing')], lost=NB3_ALL),
         result('fin', [line(NB3, 'reads the caller\'s frames', 'test_step4', cause='held'),
-                       line(NB3, 'not written yet (still None)', 'test_step4')], lost=['test_step4'], held=[NB3]),
-        result('gil', [line(NB3, 'held for review', cause='held')], lost=['test_step4'], held=[NB3]),
+                       line(NB3, 'not written yet (still None)', 'test_step4')], lost=NB3_ALL, held=[NB3]),
+        result('gil', [line(NB3, 'held for review', cause='held')], lost=NB3_ALL, held=[NB3]),
+        # held for an autograd spelling the audit named
+        result('ida', [line(NB3, 'uses torch.autograd', 'test_step4', cause='autograd')], lost=NB3_ALL,
+               held=[NB3]),
         # notes on repairs cost nothing; a renamed copy graded in its place is no missing notebook
         result('hal', [line(NB3, 'made from an older release'),
                        line(NB3, '03_fused_batchnorm.ipynb is missing; graded 03-Copy1.ipynb in its place')]),
+        # ... even when the grader marks it missing: the copy scored, and its slip counts
+        result('jo', [line(NB3, '03_fused_batchnorm.ipynb is missing; graded 03-Copy1.ipynb in its place',
+                           cause='missing'),
+                      line(NB3, 'it matches the formula without the sigma^2 path', 'test_step4')], lost=['test_step4']),
     ]
     assert report.mistakes(ASSIGNMENT, results) == [
-        (NB3, '(notebook)', 'held', ['fin', 'gil']), (NB3, '(notebook)', 'missing', ['eve'])]
+        (NB3, '(notebook)', 'held', ['fin', 'gil']), (NB3, '(notebook)', 'autograd', ['ida']),
+        (NB3, '(notebook)', 'missing', ['eve']), (NB3, 'test_step4', 'sigma-path', ['jo'])]
 
 
 def test_the_three_most_common_causes_name_their_graded_cell_and_put_slips_before_other():
