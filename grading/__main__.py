@@ -213,6 +213,7 @@ def main(argv=None):
     report.write_csv(out / 'grades.csv', assignment, results)
     report.plot(out / 'summary.png', assignment, results)
     table = report.write_problems(out, report.problem_rows(assignment, results))
+    common = report.write_mistakes(out, assignment, results)  # mistakes.csv, mistakes.png, the top 3
     if not args.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     graded = max(len(students), 1)
@@ -220,7 +221,7 @@ def main(argv=None):
           f'{60 * graded / seconds:.1f} per minute with {args.jobs} at a time')
     print(f'grades      {out / "grades.csv"}\nsummary     {out / "summary.png"}\n'
           f'feedback    {out / "feedback"}/<student>/{name}/*.html\n'
-          f'gradebook   {db_url}\n\n'
+          f'gradebook   {db_url}\nmistakes    {out / "mistakes.png"}, {out / "mistakes.csv"}\n{common}\n'
           f'problems    ({out / "problems.txt"})\n{table}', end='')
     return dict(students=len(students), seconds=seconds, jobs=args.jobs)
 

@@ -13,12 +13,23 @@ from grading.course import grade_id
 
 STEPS = 2000  # BPN_STEPS for the demo class, unless set already
 
-# typical slips in notebook 1: (student, cell, text in the solution, what they wrote instead)
-MISTAKES = [
-    ('cy_bessel', 'stage3', 'torch.ones_like(bndiff) / (n - 1) * dbnvar', 'torch.ones_like(bndiff) / n * dbnvar'),
-    ('di_fanout', 'stage1', '    dcounts += dcounts_sum\n', ''),
-    ('ed_batch32', 'stage1', 'n = logprobs.shape[0]', 'n = 32'),
-]
+BESSEL = ('torch.ones_like(bndiff) / (n - 1) * dbnvar', 'torch.ones_like(bndiff) / n * dbnvar')
+# typical slips: student: [(solution cell, text in the solution, what they wrote instead)]; the
+# last three slip in several notebooks, so mistakes.png shows causes shared by several students
+SLIPS = {
+    'cy_bessel': [('stage3', *BESSEL)],
+    'di_fanout': [('stage1', '    dcounts += dcounts_sum\n', '')],
+    'ed_batch32': [('stage1', 'n = logprobs.shape[0]', 'n = 32')],
+    'gus_sigma': [('stage3', *BESSEL),
+                  ('step4', ' + dbnvar * 2 * bndiff / (n - 1)', ''),  # no sigma^2 path
+                  ('step5', '    n = bnraw.shape[0]\n', '')],  # reads the notebook's n = 32
+    'hal_alias': [('stage1', 'num_classes=logits.shape[1]', 'num_classes=27'),
+                  ('stage3', 'dhprebn = dbndiff.clone()', 'dhprebn = dbndiff'),  # += on an alias
+                  ('dlogits', 'dlogits = F.softmax(logits, 1)', 'dlogits = F.softmax(logits, 1).float()')],
+    'ivy_float': [('dlogits', 'dlogits = F.softmax(logits, 1)', 'dlogits = F.softmax(logits, 1).float()'),
+                  ('step4', 'dbnvar * 2 * bndiff / (n - 1)', 'dbnvar * 2 * bndiff / n'),  # Bessel
+                  ('step5', '    n = bnraw.shape[0]\n', '')],
+}
 
 
 def strip_markers(source):
@@ -45,18 +56,18 @@ def build(folder, assignment):
         students['ada_solution'][f'{name}.ipynb'] = solved(nb)
         students['ben_blank'][f'{name}.ipynb'] = copy.deepcopy(nb.release)
         students['fay_renamed'][f'{name}-Copy1.ipynb'] = solved(nb)
-    first = next(iter(assignment.notebooks.values()))
-    for student, gid, right, wrong in MISTAKES:
-        nb = solved(first)
-        cells = [c for c in nb.cells if grade_id(c) == gid]
-        if not cells or right not in cells[0].source:
-            print(f'demo: no {student} ({gid} of {first.name} has changed)', file=sys.stderr)
-            continue
-        cells[0].source = cells[0].source.replace(right, wrong)
-        students[student] = {f'{first.name}.ipynb': nb}
-        for name, other in assignment.notebooks.items():
-            if other is not first:
-                students[student][f'{name}.ipynb'] = solved(other)
+    for student, edits in SLIPS.items():
+        notebooks = {name: solved(nb) for name, nb in assignment.notebooks.items()}
+        slipped = 0
+        for gid, right, wrong in edits:
+            cells = [c for nb in notebooks.values() for c in nb.cells if grade_id(c) == gid]
+            if cells and right in cells[0].source:
+                cells[0].source = cells[0].source.replace(right, wrong)
+                slipped += 1
+            elif cells:
+                print(f'demo: {student} has no slip in {gid} (the solution has changed)', file=sys.stderr)
+        if slipped:  # none when the notebooks graded hold none of their cells
+            students[student] = {f'{name}.ipynb': nb for name, nb in notebooks.items()}
     for student, files in students.items():
         (folder / student).mkdir(parents=True)
         for filename, nb in files.items():

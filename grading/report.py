@@ -1,8 +1,16 @@
-"""What the instructor reads: grades.csv, summary.png and the table of problems."""
+"""What the instructor reads: grades.csv, summary.png, the table of problems, and what the
+class got wrong (mistakes.csv, mistakes.png)."""
 import csv
 import textwrap
 
-COLUMNS = ('student', 'notebook', 'cell', 'score', 'problem')
+from checks.causes import WORDS, cause_of
+
+# the cause last, so that readers of the older columns keep them
+COLUMNS = ('student', 'notebook', 'cell', 'score', 'problem', 'cause')
+MISTAKE_COLUMNS = ('notebook', 'graded cell', 'cause', 'students', 'which students')
+WHOLE = '(notebook)'  # the graded cell of a line about a whole notebook
+WHOLE_CAUSES = {'held', 'missing', 'unreadable'}  # they cost a notebook every point, whatever cell they name
+LAST = {'not-written', 'other'}  # after the slips that cost as many students
 
 
 def fmt(x):
@@ -19,8 +27,8 @@ def write_csv(path, assignment, results):
             top.append(fmt(nb.points[gid]))
         header.append(name)
         top.append(fmt(nb.total))
-    header.append('total')
-    top.append(fmt(assignment.total))
+    header += ['total', 'review']
+    top += [fmt(assignment.total), '']
     with open(path, 'w', newline='') as f:
         out = csv.writer(f)
         out.writerow(header)
@@ -32,7 +40,7 @@ def write_csv(path, assignment, results):
                 row += [fmt(scores.get(gid, 0.0)) for gid in nb.graded]
                 row.append(fmt(sum(scores.get(gid, 0.0) for gid in nb.graded)))
                 total += sum(scores.get(gid, 0.0) for gid in nb.graded)
-            out.writerow(row + [fmt(total)])
+            out.writerow(row + [fmt(total), ' '.join(r.get('held') or [])])
 
 
 def score_of(problem, result, assignment):
@@ -55,20 +63,26 @@ def problem_rows(assignment, results):
     for r in sorted(results, key=lambda r: r['student']):
         for p in r['problems']:
             rows.append((r['student'], p.get('notebook') or '-', p.get('cell') or '-',
-                         score_of(p, r, assignment), p['text']))
+                         score_of(p, r, assignment), p['text'], cause(p)))
     return rows
 
 
+def cause(problem):
+    """A problem line's cause: the one the grader set, else the one its sentence names, else 'other'."""
+    return problem.get('cause') or cause_of(problem.get('text')) or 'other'
+
+
 def table(rows, width=200):
-    """The rows as aligned text, one line each (long problems are cut with '...')."""
+    """The rows as aligned text, one line each, the problem last (long ones are cut with '...')."""
     if not rows:
         return 'no problems found\n'
-    widths = [max(len(str(row[i])) for row in rows + [COLUMNS]) for i in range(4)]
+    shown = [(*row[:4], row[5], row[4]) for row in [COLUMNS] + rows]
+    widths = [max(len(str(row[i])) for row in shown) for i in range(5)]
     lines = []
-    for row in [COLUMNS] + rows:
-        head = '  '.join(str(v).ljust(w) for v, w in zip(row[:4], widths))
+    for row in shown:
+        head = '  '.join(str(v).ljust(w) for v, w in zip(row[:-1], widths))
         room = max(width - len(head) - 2, 40)
-        lines.append(f'{head}  {textwrap.shorten(str(row[4]), room, placeholder="...")}')
+        lines.append(f'{head}  {textwrap.shorten(str(row[-1]), room, placeholder="...")}')
     return '\n'.join(lines) + '\n'
 
 
@@ -134,6 +148,117 @@ def plot(path, assignment, results):
     bx.set_title('Total scores', fontsize=10, loc='left', pad=22)
     bx.xaxis.set_major_locator(MaxNLocator(integer=True))
     bx.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- what the class got wrong
+
+def mistakes(assignment, results):
+    """[(notebook, graded cell, cause, [students])]: for each graded cell, the causes ranked by
+    how many students they cost points there (on a tie, slips before not-written and other).
+    - A student counts under a cause for a graded cell when a problem line with that cause
+      names the cell and they scored less than full there; under 'other' only when no
+      recognised cause does.
+    - A notebook that scored nothing because it was held, missing or unreadable counts once,
+      under the cell '(notebook)', and nothing else in it counts. Another line about a whole
+      notebook counts there too when its cause is recognised and the notebook lost points;
+      notes that cost nothing (a cell put back, an older release) and lines about no
+      notebook are not counted."""
+    found = {}  # (notebook, cell): {cause: [students]}
+    for r in sorted(results, key=lambda r: r['student']):
+        whole = whole_losses(assignment, r)
+        units = {(name, WHOLE): causes for name, causes in whole.items()}  # (notebook, cell): {causes}
+        for p in r['problems']:
+            name, stage, why = p.get('notebook'), p.get('stage'), cause(p)
+            nb = assignment.notebooks.get(name)
+            if nb is None or name in whole:
+                continue
+            scores = r['scores'].get(name, {})
+            if stage in nb.points:
+                if scores.get(stage, 0) < nb.points[stage]:
+                    units.setdefault((name, stage), set()).add(why)
+            elif not p.get('cell') and why not in WHOLE_CAUSES | {'other'} and sum(scores.values()) < nb.total:
+                units.setdefault((name, WHOLE), set()).add(why)
+        for unit, causes in units.items():
+            for why in causes - {'other'} or causes:
+                found.setdefault(unit, {}).setdefault(why, []).append(r['student'])
+    order = [(name, cell) for name, nb in assignment.notebooks.items() for cell in [WHOLE] + nb.graded]
+    return [(name, cell, why, students) for name, cell in order if (name, cell) in found
+            for why, students in sorted(found[name, cell].items(), key=lambda kv: (-len(kv[1]), kv[0] in LAST, kv[0]))]
+
+
+def whole_losses(assignment, result):
+    """{notebook: {causes}} for the notebooks that scored nothing because they were held
+    (result['held']: the hold's own causes, held or autograd), missing or unreadable."""
+    held = set(result.get('held') or [])
+    out = {name: set() for name in held}
+    for p in result['problems']:
+        name, why = p.get('notebook'), cause(p)
+        if name in assignment.notebooks and (why in WHOLE_CAUSES or name in held and why == 'autograd') \
+                and not any(result['scores'].get(name, {}).values()):
+            out.setdefault(name, set()).add(why)
+    return {name: causes or {'held'} for name, causes in out.items()}
+
+
+def most_common(rows, k=3):
+    """'most common: bessel 31 students (01_atomic_backprop/test_stage3), ...', or ''."""
+    top = sorted(rows, key=lambda row: (-len(row[3]), row[2] in LAST))[:k]
+    said = [f'{why} {len(who)} student{"s" if len(who) > 1 else ""} ({name}/{cell})' for name, cell, why, who in top]
+    return 'most common: ' + ', '.join(said) + '\n' if said else ''
+
+
+def write_mistakes(folder, assignment, results):
+    """mistakes.csv and mistakes.png in `folder`; the most-common line for the end of make grade."""
+    rows = mistakes(assignment, results)
+    with open(folder / 'mistakes.csv', 'w', newline='') as f:
+        out = csv.writer(f)
+        out.writerow(MISTAKE_COLUMNS)
+        out.writerows((name, cell, why, len(who), ' '.join(who)) for name, cell, why, who in rows)
+    plot_mistakes(folder / 'mistakes.png', assignment, rows, len(results))
+    return most_common(rows)
+
+
+def plot_mistakes(path, assignment, rows, n):
+    """One group of bars per graded cell that cost anyone points: its causes, ranked by how
+    many students each cost points there, each cause in its own colour throughout."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    plain = {'other': '#9a9a9a', 'not-written': '#c8c8c8', 'held': '#8b1a1a', 'autograd': '#8b1a1a'}
+    slips = [k for k in WORDS if k not in plain]  # 19 keys, a colour of tab20 each
+    colour = {k: plt.get_cmap('tab20')(i % 20) for i, k in enumerate(slips)} | plain
+    groups = list(dict.fromkeys((name, cell) for name, cell, _, _ in rows))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.22 * len(rows) + 0.3 * len(groups)))
+    y, ticks, labels = 0, [], []
+    for name, cell in groups:
+        heading = textwrap.shorten(assignment.notebooks[name].labels[cell].replace('`', ''), 60, placeholder='...') \
+            if cell != WHOLE else ''
+        ax.text(0, y, f'{name[:2]} {heading}  ({cell})' if heading else f'{name}: the whole notebook',
+                fontsize=9, fontweight='bold', va='center')
+        y -= 1
+        for _, _, why, who in (row for row in rows if row[:2] == (name, cell)):
+            ax.barh(y, len(who), height=0.7, color=colour.get(why, '#9a9a9a'))
+            ax.text(len(who) + n * 0.01, y, str(len(who)), va='center', fontsize=8)
+            ticks.append(y)
+            labels.append(f'{why}: {WORDS.get(why, "")}' if why in WORDS else why)
+            y -= 1
+        y -= 0.4
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_ylim(y + 0.6, 0.8)
+    ax.set_xlim(0, max(n, 1) * 1.08)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f'students who lost points to it (of {n})')
+    ax.set_title('What the class got wrong: for each graded step, the causes of lost points',
+                 fontsize=10, loc='left')
+    for side in ('top', 'right'):
+        ax.spines[side].set_visible(False)
+    if not rows:
+        ax.text(0.5, 0.5, 'no points lost', transform=ax.transAxes, ha='center', fontsize=11)
+        ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
