@@ -53,18 +53,19 @@ def kit_binds():
     return [str(p) for p in dict.fromkeys(p.resolve() for p in paths) if not p.is_relative_to('/usr')]
 
 
-def command(argv):
-    """The bwrap command line that runs `argv` as nobody behind the walls above."""
+def command(argv, binds=()):
+    """The bwrap command line that runs `argv` as nobody behind the walls above (`binds`:
+    more paths bound read-only, for the tests)."""
     cmd = ['bwrap', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
            '--die-with-parent', '--new-session', '--clearenv', '--ro-bind', '/usr', '/usr',
-           '--ro-bind-try', '/etc/ld.so.cache', '/etc/ld.so.cache', '--proc', '/proc', '--dev', '/dev']
+           '--perms', '0755', '--dir', '/etc', '--ro-bind-try', '/etc/ld.so.cache', '/etc/ld.so.cache', '--proc', '/proc', '--dev', '/dev']
     for link in ('lib', 'lib64', 'bin', 'sbin'):
         if Path(f'/{link}').is_symlink():
             cmd += ['--symlink', os.readlink(f'/{link}'), f'/{link}']
     for folder, mb in SIZES_MB.items():
         cmd += ['--perms', '1777', '--size', str(mb * 2**20), '--tmpfs', folder]
     made = set()
-    for path in kit_binds():
+    for path in kit_binds() + [str(b) for b in binds]:
         for parent in reversed(Path(path).parents):
             if str(parent) not in made and str(parent) != '/':
                 made.add(str(parent))
@@ -178,9 +179,9 @@ class Box:
     """`argv` running in a sandbox (or, with sandbox=False, as a plain child with the same
     environment): .stdin and .stdout are pipes to it; stop() ends it and everything in it."""
 
-    def __init__(self, argv, parents, name, memory_mb, sandbox=True):
+    def __init__(self, argv, parents, name, memory_mb, sandbox=True, binds=()):
         self.cgroups = Cgroups(parents, name, memory_mb) if sandbox else Cgroups(None, name, memory_mb)
-        cmd = self.cgroups.prefix() + command(argv) if sandbox else list(argv)
+        cmd = self.cgroups.prefix() + command(argv, binds) if sandbox else list(argv)
         env = environment() if sandbox else dict(os.environ, PYTHONDONTWRITEBYTECODE='1', OMP_NUM_THREADS='1',
                                                   MKL_NUM_THREADS='1', MPLBACKEND='Agg')
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
