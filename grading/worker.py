@@ -119,8 +119,7 @@ class Judge:
     def __init__(self, job, home):
         self.box = sandbox.Box([sys.executable, '-m', 'grading.judge'], job.get('cgroups'), home.name,
                                job['memory_mb'], sandbox=job.get('sandbox', True))
-        if self.read(START_SECONDS) != 'ready':
-            raise RuntimeError('the judge did not start')
+        self.ready = False  # it imports torch while the worker reads the notebooks
 
     def read(self, seconds, cap=MAX_FRAME):
         message = decode(read_frame(self.box.stdout, cap, time.monotonic() + seconds))
@@ -129,6 +128,9 @@ class Judge:
         return message
 
     def ask(self, message, seconds):
+        if not self.ready and self.read(START_SECONDS) != 'ready':
+            raise RuntimeError('the judge did not start')
+        self.ready = True
         send(self.box.stdin, encode(message))
         return self.read(seconds)
 
@@ -211,6 +213,11 @@ def grade(job):
     submitted.mkdir(parents=True)
     problems, held, repaired = [], [], {}
 
+    judge = None
+    try:
+        judge = Judge(job, home)
+    except Exception:  # tried again, and said, for each notebook below
+        judge = None
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     problems += [dict(p, cause='missing') for p in found if 'is missing' in p['text']]
     problems += [p for p in found if 'is missing' not in p['text']]
@@ -251,7 +258,6 @@ def grade(job):
     specs = checks.specs()
     scores = {name: {g: 0.0 for g in release.points} for name, release in assignment.notebooks.items()}
     verdicts = {name: {} for name in repaired}
-    judge = None
     for name, nb in repaired.items():
         release = assignment.notebooks[name]
         if name in held:

@@ -400,17 +400,3 @@ def test_feedback_shows_every_problem_line_and_nothing_of_the_grading_machine(gr
     assert hidden_lines() and not any(html.escape(ln, quote=False) in page for ln in hidden_lines())
     assert 'No response.' not in page
     assert 'white-space: pre-wrap' in page and 'border-collapse' in page  # long hint lines wrap; tables ruled
-
-
-def test_feedback_shows_each_cells_printed_output_as_one_block(graded):
-    from grading.feedback import readable
-    from grading.course import Assignment
-    release = Assignment(graded['out'] / 'work' / 'template', ASSIGNMENT).notebooks[NB]
-    nb = nbformat.read(graded['out'] / 'autograded' / 'good_alice' / ASSIGNMENT / f'{NB}.ipynb', as_version=4)
-    split = nbformat.v4.new_output('stream', name='stdout', text='half a ')
-    nb.cells[at(nb, 'run_stage1')].outputs = [split, nbformat.v4.new_output('stream', name='stdout', text='table\n')]
-    shown = readable(nb, release, [])
-    for c in shown.cells:
-        streams = [o for o in c.get('outputs', []) if o.output_type == 'stream']
-        assert len(streams) == len({o.name for o in streams}), c.source[:60]
-    assert [o.text for o in shown.cells[at(shown, 'run_stage1')].outputs] == ['half a table\n']
