@@ -17,6 +17,7 @@ P never runs student code; the verdicts are reached by the worker, outside.
 Frames: 8 bytes of length (little-endian), then a torch.save payload, read with
 torch.load(weights_only=True) and a cap on its size.
 """
+import gc
 import io
 import os
 import select
@@ -299,10 +300,12 @@ def child(shell, job, skip, wire_in, wire_out):
             continue
         result = shell.run_cell(source, store_history=False)
         error = result.error_before_exec or result.error_in_exec
-        if error is None:
-            reply((i, 'ok', '', ''))
-        else:
-            reply((i, 'error', type(error).__name__, str(error)[:MAX_TEXT]))
+        report = (i, 'ok', '', '') if error is None else (i, 'error', type(error).__name__, str(error)[:MAX_TEXT])
+        # a failed cell's frames (and what they hold: a memory hog's list) go with its traceback
+        if error is not None:
+            result = error = shell.last_execution_result = sys.last_type = sys.last_value = sys.last_traceback = None
+            gc.collect()
+        reply(report)
     sys.stdout = sys.stderr = Sink()
     reply('done')
     while True:
@@ -317,10 +320,15 @@ def child(shell, job, skip, wire_in, wire_out):
             reply({'gid': ask['gid'], 'missing': True, 'autograd_nodes': [counter() - start]})
             continue
         outputs, nodes = [], []
-        for case in ask['cases']:
-            outputs.append(runs[ask['gid']](answer, case))
-            nodes.append(counter() - start)
-            start = counter()
+        try:
+            for case in ask['cases']:
+                outputs.append(runs[ask['gid']](answer, case))
+                nodes.append(counter() - start)
+                start = counter()
+        except BaseException as e:  # spec.run never raises; only the process's own trouble gets here
+            outputs = nodes = None
+            reply({'gid': ask['gid'], 'failed': 'crashed', 'why': type(e).__name__})
+            continue
         if nodes:
             nodes[-1] += counter() - start
         reply({'gid': ask['gid'], 'outputs': outputs, 'autograd_nodes': nodes})

@@ -320,7 +320,7 @@ def test_feedback_shows_the_notebook_as_handed_in_with_the_verdict_in_each_grade
     assert alice.count('points: right') == 4 and '3 of 3 points: right' in alice
     slip = (graded['out'] / 'feedback' / 'hard_codes' / ASSIGNMENT / f'{NB}.html').read_text()
     assert '0 of 3 points: stage 1 (cross-entropy): it raised' in slip
-    assert 'n = 32' in slip  # the answer as handed in
+    assert '<span class="mi">32</span>' in slip  # the answer as handed in: n = 32
 
 
 def test_problem_lines_give_the_score_of_the_stage_or_notebook_they_cost(graded):
