@@ -25,6 +25,7 @@ import signal
 import struct
 import sys
 import time
+import traceback
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
@@ -303,6 +304,7 @@ def child(shell, job, skip, wire_in, wire_out):
         report = (i, 'ok', '', '') if error is None else (i, 'error', type(error).__name__, str(error)[:MAX_TEXT])
         # a failed cell's frames (and what they hold: a memory hog's list) go with its traceback
         if error is not None:
+            traceback.clear_frames(error.__traceback__)
             result = error = shell.last_execution_result = sys.last_type = sys.last_value = sys.last_traceback = None
             gc.collect()
         reply(report)
@@ -314,13 +316,13 @@ def child(shell, job, skip, wire_in, wire_out):
         except EOFError:
             return
         start = counter()
-        ask = load(BytesIO(data), weights_only=True)
-        answer = shell.user_ns.get(dict(graded)[ask['gid']], MISSING)
-        if answer is MISSING:
-            reply({'gid': ask['gid'], 'missing': True, 'autograd_nodes': [counter() - start]})
-            continue
-        outputs, nodes = [], []
+        outputs, nodes, ask = [], [], {'gid': None}
         try:
+            ask = load(BytesIO(data), weights_only=True)
+            answer = shell.user_ns.get(dict(graded)[ask['gid']], MISSING)
+            if answer is MISSING:
+                reply({'gid': ask['gid'], 'missing': True, 'autograd_nodes': [counter() - start]})
+                continue
             for case in ask['cases']:
                 outputs.append(runs[ask['gid']](answer, case))
                 nodes.append(counter() - start)

@@ -85,6 +85,8 @@ def judge_reply(spec, gid, cases, reply, job):
         return Verdict(f'the judge sent back nothing readable for {gid}', False, 'crashed')
     if reply.get('failed') == 'timeout':
         return Verdict(f'stopped after {job["timeout"]} s, the time limit per cell (an infinite loop?)', False, 'timeout')
+    if reply.get('failed') and reply.get('why') == 'MemoryError':
+        return Verdict(f'ran out of memory (the limit is {job["memory_mb"]} MB)', False, 'memory')
     if reply.get('failed'):
         return Verdict(f'the process running the notebook died running {gid} ({reply.get("why")}: os._exit, a crash '
                        'or the memory limit)', False, 'crashed')
