@@ -106,6 +106,8 @@ def prepare():
     cfg.HistoryManager.enabled = False
     shell = InteractiveShell.instance(config=cfg)
     shell.system = shell.getoutput = refuse_shell
+    # nobody reads tracebacks here, and formatting one keeps its frames' locals alive (a memory hog's list)
+    shell.showtraceback = shell.showsyntaxerror = lambda *args, **kwargs: None
     return shell
 
 
