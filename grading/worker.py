@@ -19,7 +19,6 @@ import secrets
 import sys
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -250,22 +249,11 @@ def grade(job):
         if any(cause in HOLDS for _, _, cause in flagged):
             held.append(name)
 
-    import checks
+    import checks.training
     specs = checks.specs()
     scores = {name: {g: 0.0 for g in release.points} for name, release in assignment.notebooks.items()}
     verdicts = {name: {} for name in repaired}
     todo = []  # judging what came back for one notebook, done while the judge runs the next one's cells
-    pages = ThreadPoolExecutor(1)  # and each notebook's feedback page is written meanwhile too
-    written = {}
-
-    def page(name):
-        nb = shown(repaired[name], assignment.notebooks[name], verdicts[name], scores[name])
-        out = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
-        out.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out)
-        mine = [p for p in problems if p.get('notebook') in (name, None)]
-        written[name] = pages.submit(feedback.write, home / 'fb' / name, assignment, sid, {name: nb}, scores, mine,
-                                     [home, job.get('out', home)])
 
     def judge_all():
         while todo:
@@ -276,18 +264,21 @@ def grade(job):
             scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
             problems.extend(dict(p, notebook=name) for p in problems_of(nb, release, ran, verdicts[name], scores[name],
                                                                          job['memory_mb']))
-            page(name)
+
+    def meanwhile():
+        judge_all()
+        if 'test_trained' in specs:
+            checks.training.splits(3)  # the dataset notebook 4's verdict measures on, built once, meanwhile
 
     for name, nb in repaired.items():
         release = assignment.notebooks[name]
         if name in held:
             verdicts[name] = {g: Verdict('held for review: the audit named what is listed above', False, 'held')
                               for g in release.graded}
-            page(name)
             continue
         try:
             judge = judge or Judge(job, home)
-            todo.append((name, nb, *run_notebook(judge, nb, release, specs, job, judge_all)))
+            todo.append((name, nb, *run_notebook(judge, nb, release, specs, job, meanwhile)))
         except Exception as e:  # the judge died or went silent: this notebook scores 0, the next gets a new one
             said = judge.close() if judge else ''
             judge = None
@@ -295,26 +286,25 @@ def grade(job):
             last = [ln for ln in said.splitlines() if ln.strip()]
             problems.append(dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
                                  f'({why}{"; " + last[-1] if last else ""}); scored 0'))
-            page(name)
     if judge is not None:
         judge.close()
     judge_all()
-    pages.shutdown()
-    folder = home / 'fb' / 'feedback' / sid / assignment.name
-    for name, done in written.items():
+    pages = {name: shown(nb, assignment.notebooks[name], verdicts[name], scores[name]) for name, nb in repaired.items()}
+    for name, nb in pages.items():
+        out = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out)
+    if pages:
         try:
-            trouble = done.result()
+            trouble = feedback.write(home / 'fb', assignment, sid, pages, scores, problems, [home, job.get('out', home)])
         except Exception as e:  # the feedback's trouble must not cost the grade
             trouble = f'the grader could not write the feedback ({type(e).__name__}: {e})'
         if trouble:
-            problems.append(dict(notebook=name, text=trouble))
-        made = home / 'fb' / name / 'feedback' / sid / assignment.name / f'{name}.html'
-        if made.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            made.rename(folder / made.name)
-    if folder.is_dir():
-        for name, data in kept.items():
-            (folder / name).write_bytes(data)
+            problems.append(dict(text=trouble))
+        folder = home / 'fb' / 'feedback' / sid / assignment.name
+        if folder.is_dir():
+            for name, data in kept.items():
+                (folder / name).write_bytes(data)
     return dict(student=sid, scores=scores, problems=problems, held=held, seconds=time.monotonic() - started)
 
 
