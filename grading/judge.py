@@ -1,21 +1,17 @@
-"""The judge: the one process that runs a student's code, inside their sandbox.
+"""The judge: the one process that runs a student's code, in their sandbox.
 
-    python -m grading.judge      (grading/worker.py starts it in grading/sandbox.py; stdin and
-                                  stdout are pipes to the worker, nothing else)
+    python -m grading.judge      (grading/worker.py starts it; stdin, stdout: pipes to the worker)
 
-This process, P, imports torch (one thread), IPython, helpers, checks and pyseccomp once, then
-for each notebook the worker sends it forks a child C. C loads a seccomp filter (no thread, no
-process, no exec, no ptrace, no signal to another process), takes its references (the autograd
-node counter, its pipe, each check's `run`) and only then runs the student's cells, one at a
-time, in an IPython shell (prints dropped, shell escapes refused), reporting each as ok, error
-or timeout. A cell that runs too long or kills C: P kills C and forks a new one that runs the
-cells before it again, without the broken one. When the cells are done, the worker sends each
-graded cell's fresh inputs; C runs `spec.run(answer, case)` on them, counting the autograd
-graph nodes made from reading the inputs to sending the outputs, and sends the outputs back.
-P never runs student code; the verdicts are reached by the worker, outside.
-
-Frames: 8 bytes of length (little-endian), then a torch.save payload, read with
-torch.load(weights_only=True) and a cap on its size.
+P imports torch (one thread), IPython, helpers, checks and pyseccomp once, then forks a child C
+per notebook. C loads a seccomp filter (no thread, process, exec or ptrace; signals only to
+itself), takes its references (the autograd node counter, its pipe, each check's `run`) and
+only then runs the cells in an IPython shell (prints dropped, shell escapes refused),
+reporting each as ok, error or timeout. A cell that runs too long or kills C: P kills C and
+forks another that runs the cells before it again, without the broken one. Then, one graded
+cell at a time, C runs `spec.run(answer, case)` on the inputs the worker sends, counting the
+autograd graph nodes made from reading them to sending the outputs. P runs no student code.
+Frames: 8 bytes of length, then a torch.save payload read with torch.load(weights_only=True)
+under a size cap.
 """
 import gc
 import io

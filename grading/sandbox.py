@@ -57,8 +57,8 @@ def command(argv, binds=()):
     """The bwrap command line that runs `argv` as nobody behind the walls above (`binds`:
     more paths bound read-only, for the tests)."""
     cmd = ['bwrap', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
-           '--die-with-parent', '--new-session', '--clearenv', '--ro-bind', '/usr', '/usr',
-           '--perms', '0755', '--dir', '/etc', '--ro-bind-try', '/etc/ld.so.cache', '/etc/ld.so.cache', '--proc', '/proc', '--dev', '/dev']
+           '--die-with-parent', '--new-session', '--clearenv', '--ro-bind', '/usr', '/usr', '--perms', '0755',
+           '--dir', '/etc', '--ro-bind-try', '/etc/ld.so.cache', '/etc/ld.so.cache', '--proc', '/proc', '--dev', '/dev']
     for link in ('lib', 'lib64', 'bin', 'sbin'):
         if Path(f'/{link}').is_symlink():
             cmd += ['--symlink', os.readlink(f'/{link}'), f'/{link}']

@@ -41,22 +41,14 @@ class Verdict:
 
 
 def audited(nb, release):
-    """audit.scan as [(cell index, text, cause)]: a cause in HOLDS holds the notebook.
-    (Until the audit gives causes itself, what it names is held, except typed-in numbers and
-    a redefined kit function, which the judge makes harmless.)"""
+    """audit.scan as [(cell index, text, cause)]; a cause in HOLDS holds the notebook. (Until the
+    audit gives causes, what it names is held, but for typed-in numbers and a redefined kit name.)"""
     out = []
-    for found in audit.scan(nb, release):
-        if len(found) == 3:
-            out.append(tuple(found))
-            continue
-        i, text = found
-        if 'grad' in text or 'backward' in text:
-            cause = 'autograd'
-        elif 'numbers typed in' in text or 'which the kit provides' in text:
-            cause = None
-        else:
-            cause = 'held'
-        out.append((i, text, cause))
+    for i, text, *cause in audit.scan(nb, release):
+        if not cause:
+            cause = ['autograd' if 'grad' in text or 'backward' in text else
+                     None if 'numbers typed in' in text or 'which the kit provides' in text else 'held']
+        out.append((i, text, cause[0]))
     return out
 
 
