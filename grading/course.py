@@ -116,13 +116,6 @@ class Notebook:
     def total(self):
         return sum(self.points.values())
 
-    def stage_of(self, gid):
-        """The graded cell whose points depend on cell `gid`: the next graded one."""
-        for k in self.order[self.order.index(gid):]:
-            if k in self.points:
-                return k
-        return None
-
 
 def aliases(tree):
     """{name bound by an import in the syntax tree: the dotted thing it stands for}."""
