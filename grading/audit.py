@@ -230,6 +230,12 @@ class Reader(ast.NodeVisitor):
         elif node.value.startswith(RAW_PATHS):
             self.flag('held', f"names '{node.value[:40]}'")
 
+    def local(self, node):
+        """Whether the expression starts from a name the enclosing function binds."""
+        while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+            node = node.func if isinstance(node, ast.Call) else node.value
+        return isinstance(node, ast.Name) and any(node.id in s for s in self.scopes)
+
     # imports
     def imported(self, module, what=None):
         full = f'{module}.{what}' if what else module
@@ -255,8 +261,9 @@ class Reader(ast.NodeVisitor):
     # attributes
     def attribute(self, node, attr, value):
         """Name what reading `attr` of `value` does (node: the expression, for its spelling)."""
-        base = dotted(value, self.names) or ''
-        if attr in AUTOGRAD or (attr in TORCH_ONLY and root_of(value, self.names) == 'torch'):
+        base = dotted(value, {} if self.local(value) else self.names) or ''
+        chain = [attr] + re.findall(r'\.(\w+)', base)  # torch.ops.aten.tanh_backward: ops is in the chain
+        if AUTOGRAD & set(chain) or (TORCH_ONLY & set(chain) and root_of(value, self.names) == 'torch'):
             return self.autograd(node, f'uses `{spelled(node)}`')
         if base in ('os', 'posix') and (attr in OS or attr.startswith(('exec', 'spawn', 'posix_spawn'))) or \
                 base == 'sys' and attr in SYS or attr in ANYWHERE or dunder(attr):

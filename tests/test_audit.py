@@ -112,6 +112,13 @@ def test_an_autograd_experiment_in_a_cell_of_their_own_is_study_and_not_held():
     assert holds(with_cells(solved(NB4), EXPERIMENT, after='backward'), NB4) == []
 
 
+def test_a_local_named_grad_is_not_the_grad_an_experiment_imported():
+    nb = with_cells(solved(NB4), 'from torch.autograd import grad\nprint(grad)', after='backward')
+    c = cell(nb, 'train_step')
+    c.source = c.source.replace('p.add_(grad, alpha=-lr)', 'p.sub_(lr * grad.view(p.shape))')
+    assert holds(nb, NB4) == []
+
+
 # ---------------------------------------------------------------- autograd a graded function reaches
 
 AUTOGRAD = {
