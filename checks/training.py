@@ -1,15 +1,18 @@
 """Notebook 4's graded cells: the whole backward pass, the first training steps, a training
 step without autograd (other learning rates), and the loss the trained network reaches,
 measured by the grader with the grader's own number of steps."""
+import contextlib
+import io
 import math
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
 
 from checks.core import (MAX_TEXT, FunctionSpec, GradingError, Spec, autograd_off, call, describe_sizes,
                          judge_values, plain)
-from helpers import ATOL64, BN_EPS, RTOL64, init_params, read_words, split_dataset, vocabulary
+from helpers import ATOL64, BN_EPS, RTOL64, SEED, init_params, read_words, split_dataset, vocabulary
 
 PARAMS = ['C', 'W1', 'b1', 'W2', 'b2', 'bngain', 'bnbias']
 GRADS = ['d' + p for p in PARAMS]
@@ -276,19 +279,41 @@ def split_losses(parameters, block_size=3):
         return loss(hprebn, Ytr), loss(C[Xdev].view(Xdev.shape[0], -1) @ W1 + b1, Ydev)
 
 
+def train(train_step, steps, seed):
+    """Notebook 4's training, with the student's `train_step`: a fresh network and the
+    lecture's batches of 32 from one generator seeded with `seed`, lr 0.1 then 0.01 from
+    half-way, under no_grad. The seven trained parameters."""
+    words = read_words()
+    stoi, itos = vocabulary(words)
+    (Xtr, Ytr), _, _ = split_dataset(words, stoi, 3)
+    g = torch.Generator().manual_seed(seed)
+    parameters = init_params(len(itos), 10, 200, 3, g=g)
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter('ignore')
+        for i in range(steps):
+            ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)
+            train_step(parameters, Xtr[ix], Ytr[ix], 0.1 if i < steps // 2 else 0.01)
+    return parameters
+
+
 class Trained(Spec):
-    """test_trained: the grader measures the trained parameters itself, on the train and val
-    sets, against the bar for the grader's number of steps (inputs['steps']), never the kernel's."""
-    gid, title, answer = 'test_trained', 'the trained network', 'parameters'
+    """test_trained: a fresh network trained with the student's train_step for the grader's
+    number of steps (inputs['steps']), never the kernel's; the grader measures the parameters
+    it reaches, on the train and val sets, against the bar for that many steps."""
+    gid, title, answer = 'test_trained', 'the trained network', 'train_step'
 
     def cases(self, seed, visible=False, steps=None):
-        return [dict(steps=steps if steps is not None else steps_from_env(), sizes={})]
+        return [dict(steps=steps if steps is not None else steps_from_env(), seed=SEED, sizes={})]
 
-    def run(self, parameters, inputs):
-        if not isinstance(parameters, (list, tuple)) or len(parameters) != 7 \
-                or not all(isinstance(p, torch.Tensor) for p in parameters):
-            return {'error': '`parameters` should be the list of the seven trained tensors '
-                             '[C, W1, b1, W2, b2, bngain, bnbias]'}
+    def run(self, train_step, inputs):
+        if not callable(train_step):
+            return {'error': f'train_step should be a function, got {type(train_step).__name__}'}
+        try:
+            parameters = train(train_step, int(inputs['steps']), int(inputs['seed']))
+        except NotImplementedError:
+            return {'error': 'NotImplementedError: not written yet'}
+        except (Exception, SystemExit) as e:
+            return {'error': f'training with train_step raised {type(e).__name__}: {e}'[:MAX_TEXT]}
         return {'values': {'parameters': [plain(p) for p in parameters]}}
 
     def verdict(self, inputs, outputs):

@@ -1,8 +1,9 @@
 """Grade a class: python -m grading [SUBMISSIONS] --out grades --jobs 2   (make grade)
 
 Every student is graded in a process and folders of their own (grading/worker.py), JOBS
-at a time. Their notebooks run in a bubblewrap sandbox (grading/sandbox.py) that sees
-neither OUT nor the submissions; the verdicts are reached outside it. Only this process
+at a time. Their code runs in the judge (grading/judge.py), in a bubblewrap sandbox
+(grading/sandbox.py) that sees neither OUT nor the submissions; the verdicts are reached
+outside it. Only this process
 writes the class gradebook, one student after the other, so parallel grading cannot
 corrupt it. Without SUBMISSIONS it grades a demo class made from the kit's own notebooks
 (grading/demo.py).
@@ -22,11 +23,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from grading import demo, intake, report, sandbox, worker
-from grading.course import ROOT, assignment_name, make_template
+from grading.course import assignment_name, make_template
 from grading.gradebook import prepare, record
 
 FORKS = multiprocessing.get_context('forkserver')
-# what every worker imports, once: nbgrader, and torch with the checks (the grader's inputs and verdicts)
+# what every worker imports, once: nbgrader (the feedback), and torch with the checks (inputs and verdicts)
 FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch',
                               'checks.atomic', 'checks.cross_entropy', 'checks.batchnorm', 'checks.training'])
 
@@ -41,7 +42,8 @@ def parse(argv=None):
     ap.add_argument('--timeout', type=int, default=300, help='seconds one cell may run (default 300)')
     ap.add_argument('--notebook-timeout', type=int, default=1200,
                     help='seconds one notebook may run in all (default 1200)')
-    ap.add_argument('--memory-limit', type=int, default=2048, help='MB of memory per kernel (default 2048)')
+    ap.add_argument('--memory-limit', type=int, default=2048, help="MB of memory for a student's sandbox, its "
+                    'processes and RAM folders together (default 2048)')
     ap.add_argument('--collect-regexp', default=intake.DEFAULT_REGEXP,
                     help='how zip_collect finds student and notebook in archived file paths '
                          '(FileNameCollectorPlugin.named_regexp; default: one archive per student, '
@@ -77,7 +79,7 @@ def descendants(pid):
 
 
 def kill_tree(pid):
-    """The worker and everything it started, the kernel included (it has a session of its own)."""
+    """The worker and everything it started, the sandbox included (it has a session of its own)."""
     for p in descendants(pid)[::-1] + [pid]:
         try:
             os.kill(p, signal.SIGKILL)
@@ -96,7 +98,7 @@ def run_worker(job, deadline):
 
 
 def fork_worker(job, deadline):
-    course = Path(job['course'])  # the worker's own folder; the sandbox sees only course/box
+    course = Path(job['course'])  # the worker's own folder; the sandbox never sees it
     course.mkdir(parents=True)
     (course / 'job.json').write_text(json.dumps(job))
     proc = FORKS.Process(target=worker.run, args=(str(course / 'job.json'),))
@@ -125,11 +127,7 @@ def keep_outputs(out, home, student):
             shutil.copytree(where / kind / student, dest, symlinks=True)
 
 
-def is_under(path, folder):
-    return Path(path).resolve().is_relative_to(Path(folder).resolve())
-
-
-def grade_all(args, students, work, name, deadline, hidden, cgroup, db_url, assignment, out):
+def grade_all(args, students, work, name, deadline, cgroups, db_url, assignment, out):
     """Every student through a worker, JOBS at a time; each result recorded as it comes."""
     results = []
     with ThreadPoolExecutor(max(args.jobs, 1)) as pool, \
@@ -138,7 +136,7 @@ def grade_all(args, students, work, name, deadline, hidden, cgroup, db_url, assi
             student=student, folder=str(folder), course=str(work / 'students' / student),
             template=str(work / 'template'), assignment=name, timeout=args.timeout,
             notebook_timeout=args.notebook_timeout, memory_mb=args.memory_limit, out=str(out),
-            hidden=[str(h) for h in hidden], cgroup=cgroup and str(cgroup), sandbox=not args.no_sandbox),
+            cgroups={k: str(v) for k, v in cgroups.items()}, sandbox=not args.no_sandbox),
             deadline): student
             for student, folder in students.items()}
         for done in as_completed(jobs):
@@ -190,16 +188,15 @@ def main(argv=None):
 
     db_url = prepare(args.db_url, out, assignment)
     deadline = len(assignment.notebooks) * (args.notebook_timeout + 60) + 180
-    hidden = [out] + ([submissions.resolve()] if not is_under(ROOT, submissions.resolve()) else [])
-    cgroup, why = sandbox.parent_cgroup()
-    if why:
-        print(f'warning: no cap on the processes a student may start ({why})', file=sys.stderr)
+    cgroups, why = sandbox.parent_cgroups() if not args.no_sandbox else ({}, [])
+    for line in why:
+        print(f'warning: {line}: a student\'s sandbox is graded without that limit', file=sys.stderr)
     results = []
     started = time.monotonic()
     try:
-        results = grade_all(args, students, work, name, deadline, hidden, cgroup, db_url, assignment, out)
+        results = grade_all(args, students, work, name, deadline, cgroups, db_url, assignment, out)
     finally:
-        sandbox.remove_cgroups(cgroup)
+        sandbox.remove_cgroups(cgroups)
     seconds = time.monotonic() - started
     by_student = {r['student']: r for r in results}
     for p in trouble:  # from collecting archives: a line for a graded student, or a student with no grade

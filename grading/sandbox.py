@@ -1,10 +1,25 @@
-"""Each student's grading runs in a bubblewrap sandbox (Linux, Debian package `bubblewrap`).
+"""The sandbox one student's judge (grading/judge.py) runs in: bubblewrap (Debian package
+`bubblewrap`), started as root without a user namespace. Its walls:
 
-Inside: the whole filesystem read-only, the student's own scratch folder the only writable
-place besides a private /tmp, the output folder (every other student, the template, the
-class gradebook) and the submissions folder hidden, no network (loopback only, which the
-kernel and nbgrader share), its own PID namespace (nothing started inside outlives it), no
-capabilities, and a pids cgroup that caps how many processes and threads it may have.
+- files: an empty root with read-only binds of only what the judge needs: /usr (with the
+  /lib, /lib64, /bin, /sbin links), /etc/ld.so.cache, the kit's Python (its base prefix and
+  the .venv) and, from the kit, `helpers`, `checks/`, `grading/__init__.py`,
+  `grading/judge.py` and `data/`. Never solutions/, nbsrc/, the course or output folders,
+  the submissions, /root, /home, /srv, /var: they are not there at all;
+- the only writable places are RAM folders, each with a size: the scratch folder (its
+  working folder and HOME), /tmp and /dev/shm; they vanish with the sandbox;
+- a user of no account: uid and gid 65534, no groups, no capabilities, no new privileges
+  (setpriv inside bwrap), never root or the instructor;
+- an allow-listed environment (--clearenv): no MAKEFLAGS, no paths of the grader's folders;
+- one memory limit for the whole sandbox (a cgroup-v1 memory cgroup, which the RAM
+  folders are charged to as well), and a pids cgroup capping its tasks;
+- its own PID, network (loopback only), IPC and UTS namespaces: it sees no process of the
+  machine and reaches no socket outside it (no Unix socket is bound in); when it is
+  stopped, everything in it ends (--die-with-parent, and the cgroups are emptied);
+- stdin and stdout are pipes to the worker, stderr a pipe the worker reads at most 4 KB
+  of; no other descriptor enters. The worker reads stdout in frames of capped size.
+Inside it, the judge's child that runs student code loads a seccomp filter: no thread,
+no process, no exec (grading/judge.py).
 """
 import os
 import shutil
@@ -15,21 +30,60 @@ import time
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parent.parent
-PIDS = Path('/sys/fs/cgroup/pids')  # cgroup v1 pids controller
-PIDS_MAX = 512  # tasks (processes and threads) per sandbox: nbgrader and a kernel use about 60
+CGROUPS = Path('/sys/fs/cgroup')
+PIDS_MAX = 64  # the judge: bwrap's init, P and one child, with room to spare
+SCRATCH = '/scratch'
+SIZES_MB = {SCRATCH: 256, '/tmp': 64, '/dev/shm': 16}  # each RAM folder's size; all count towards memory
+NOBODY = '65534'
 INSTALL = 'apt-get install bubblewrap'
-# what still differs between the machine and the sandbox, so HOME and the caches point at /tmp
-HOME = dict(HOME='/tmp/home', IPYTHONDIR='/tmp/home/.ipython', JUPYTER_RUNTIME_DIR='/tmp/home/runtime',
-            MPLCONFIGDIR='/tmp/home/matplotlib', XDG_CACHE_HOME='/tmp/home/.cache', TMPDIR='/tmp')
+
+
+def environment():
+    """The whole environment inside: nothing of the grader's own."""
+    return dict(PATH='/usr/bin:/bin', HOME=SCRATCH, LANG='C.UTF-8', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+                MPLBACKEND='Agg', MPLCONFIGDIR=f'{SCRATCH}/.matplotlib', IPYTHONDIR=f'{SCRATCH}/.ipython',
+                PYTHONDONTWRITEBYTECODE='1', TMPDIR='/tmp')
+
+
+def kit_binds():
+    """What the judge reads: the kit's Python and the few kit files it imports."""
+    helpers = KIT / 'helpers' if (KIT / 'helpers').is_dir() else KIT / 'helpers.py'
+    paths = [Path(sys.base_prefix), Path(sys.prefix), helpers, KIT / 'checks', KIT / 'grading' / '__init__.py',
+             KIT / 'grading' / 'judge.py', KIT / 'data']
+    return [str(p) for p in dict.fromkeys(p.resolve() for p in paths) if not p.is_relative_to('/usr')]
+
+
+def command(argv, binds=()):
+    """The bwrap command line that runs `argv` as nobody behind the walls above (`binds`:
+    more paths bound read-only, for the tests)."""
+    cmd = ['bwrap', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
+           '--die-with-parent', '--new-session', '--clearenv', '--ro-bind', '/usr', '/usr',
+           '--perms', '0755', '--dir', '/etc', '--ro-bind-try', '/etc/ld.so.cache', '/etc/ld.so.cache', '--proc', '/proc', '--dev', '/dev']
+    for link in ('lib', 'lib64', 'bin', 'sbin'):
+        if Path(f'/{link}').is_symlink():
+            cmd += ['--symlink', os.readlink(f'/{link}'), f'/{link}']
+    for folder, mb in SIZES_MB.items():
+        cmd += ['--perms', '1777', '--size', str(mb * 2**20), '--tmpfs', folder]
+    made = set()
+    for path in kit_binds() + [str(b) for b in binds]:
+        for parent in reversed(Path(path).parents):
+            if str(parent) not in made and str(parent) != '/':
+                made.add(str(parent))
+                cmd += ['--perms', '0755', '--dir', str(parent)]
+        cmd += ['--ro-bind', path, path]
+    for key, value in environment().items():
+        cmd += ['--setenv', key, value]
+    cmd += ['--chdir', SCRATCH, '--', shutil.which('setpriv') or '/usr/bin/setpriv', f'--reuid={NOBODY}',
+            f'--regid={NOBODY}', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']
+    return cmd + [str(a) for a in argv]
 
 
 def missing():
     """Why this machine cannot sandbox (a sentence), or None when bubblewrap works here."""
-    bwrap = shutil.which('bwrap')
-    if bwrap is None:
+    if shutil.which('bwrap') is None:
         return f'bubblewrap is not installed ({INSTALL})'
     try:
-        probe = subprocess.run(command(['true'], writable=[], hidden=[]), capture_output=True, timeout=30)
+        probe = subprocess.run(command(['/usr/bin/true']), capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f'bubblewrap does not run here ({e})'
     if probe.returncode:
@@ -37,131 +91,118 @@ def missing():
     return None
 
 
-def under_private(path):
-    return any(Path(path).is_relative_to(top) for top in ('/tmp', '/run'))
+# ---------------------------------------------------------------- cgroups: memory and tasks
 
-
-def kit_and_python():
-    """The kit and the Python it runs on, where the sandbox's private /tmp or /run would
-    cover them (a kit cloned into /tmp, say): these are bound back, read-only."""
-    here = {KIT, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent}
-    return sorted(str(p) for p in here if under_private(p))
-
-
-def command(argv, writable, hidden):
-    """The bwrap command line that runs `argv` with only `writable` folders writable and
-    `hidden` folders replaced by empty ones (a writable folder inside a hidden one stays)."""
-    cmd = ['bwrap', '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
-           '--tmpfs', '/run', '--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL']
-    for folder in kit_and_python():
-        cmd += ['--ro-bind', folder, folder]
-    for folder in hidden:
-        if Path(folder).is_dir():
-            cmd += ['--tmpfs', str(folder)]
-    for folder in writable:
-        cmd += ['--bind', str(folder), str(folder)]
-    cmd += ['--chdir', str(writable[0]) if writable else '/tmp']
-    return cmd + ['--'] + [str(a) for a in argv]
-
-
-class Pids:
-    """A pids cgroup under `parent` capping one sandbox at PIDS_MAX tasks; kill() ends every
-    task in it. `path` is None (and `warning` says why) where the controller is not writable."""
-
-    def __init__(self, parent, name):
-        self.path, self.warning = None, None
+def parent_cgroups():
+    """({'pids': folder, 'memory': folder} this run's sandboxes go under, [warnings])."""
+    parents, warnings = {}, []
+    for kind, knob in (('pids', 'pids.max'), ('memory', 'memory.limit_in_bytes')):
+        path = CGROUPS / kind / f'backprop-ninja-{os.getpid()}'
         try:
-            path = Path(parent) / name
-            path.mkdir(parents=True, exist_ok=True)
-            (path / 'pids.max').write_text(str(PIDS_MAX))
-            self.path = path
+            path.mkdir(exist_ok=True)
+            (path / knob).read_text()
+            parents[kind] = path
         except OSError as e:
-            self.warning = f'no cap on processes (the pids cgroup at {parent} is not writable: {e.strerror})'
+            warnings.append(f'no {kind} cgroup ({CGROUPS / kind} is not writable: {e.strerror})')
+    return parents, warnings
+
+
+class Cgroups:
+    """A pids cgroup (at most PIDS_MAX tasks) and a memory cgroup (`memory_mb` for all of it,
+    RAM folders included) for one sandbox, under `parents`."""
+
+    def __init__(self, parents, name, memory_mb):
+        self.paths = {}
+        for kind, parent in (parents or {}).items():
+            path = Path(parent) / name
+            path.mkdir(exist_ok=True)
+            if kind == 'pids':
+                (path / 'pids.max').write_text(str(PIDS_MAX))
+            else:
+                (path / 'memory.limit_in_bytes').write_text(str(memory_mb * 2**20))
+                if (path / 'memory.memsw.limit_in_bytes').exists():
+                    (path / 'memory.memsw.limit_in_bytes').write_text(str(memory_mb * 2**20))
+            self.paths[kind] = path
 
     def prefix(self):
-        """A shell prefix that moves the command into the cgroup before it starts."""
-        if self.path is None:
+        """A shell prefix that puts the command into the cgroups before it starts."""
+        if not self.paths:
             return []
-        return ['sh', '-c', f'echo $$ > "$0" && exec "$@"', str(self.path / 'cgroup.procs')]
+        procs = [str(p / 'cgroup.procs') for p in self.paths.values()]
+        enter = ' && '.join(f'echo $$ > "${i + 1}"' for i in range(len(procs)))
+        return ['sh', '-c', f'{enter} && shift {len(procs)} && exec "$@"', 'sh', *procs]
 
-    def tasks(self):
+    def ran_out_of_memory(self):
         try:
-            return [int(p) for p in (self.path / 'cgroup.procs').read_text().split()]
-        except (OSError, ValueError, TypeError):
-            return []
+            return int((self.paths['memory'] / 'memory.oom_control').read_text().split('oom_kill ')[1].split()[0]) > 0
+        except (KeyError, OSError, IndexError, ValueError):
+            return False
 
-    def kill(self):
-        if self.path is None:
-            return
-        for _ in range(200):
-            left = self.tasks()
-            if not left:
-                break
-            for pid in left:
+    def stop(self):
+        """Kill every task left in them, then remove them."""
+        for path in self.paths.values():
+            for _ in range(200):
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
+                    left = [int(p) for p in (path / 'cgroup.procs').read_text().split()]
+                except (OSError, ValueError):
+                    left = []
+                if not left:
+                    break
+                for pid in left:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.02)
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+
+def remove_cgroups(parents):
+    """What is left in this run's cgroups (a worker stopped at its deadline), killed and removed."""
+    for parent in (parents or {}).values():
+        if Path(parent).is_dir():
+            for child in Path(parent).iterdir():
+                if child.is_dir():
+                    c = Cgroups.__new__(Cgroups)
+                    c.paths = {'x': child}
+                    c.stop()
+            try:
+                Path(parent).rmdir()
+            except OSError:
+                pass
+
+
+class Box:
+    """`argv` running in a sandbox (or, with sandbox=False, as a plain child with the same
+    environment): .stdin and .stdout are pipes to it; stop() ends it and everything in it."""
+
+    def __init__(self, argv, parents, name, memory_mb, sandbox=True, binds=()):
+        self.cgroups = Cgroups(parents, name, memory_mb) if sandbox else Cgroups(None, name, memory_mb)
+        cmd = self.cgroups.prefix() + command(argv, binds) if sandbox else list(argv)
+        env = environment() if sandbox else dict(os.environ, PYTHONDONTWRITEBYTECODE='1', OMP_NUM_THREADS='1',
+                                                  MKL_NUM_THREADS='1', MPLBACKEND='Agg')
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True, cwd='/')
+        self.stdin, self.stdout = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+
+    def stop(self):
+        """End it; up to 4 KB of what it wrote to stderr."""
         try:
-            self.path.rmdir()
-        except OSError:
-            pass
-
-
-def parent_cgroup():
-    """(The pids cgroup folder this run's sandboxes go under, None), or (None, why not)."""
-    if not (PIDS / 'cgroup.procs').exists():
-        return None, f'no cgroup v1 pids controller at {PIDS}'
-    path = PIDS / f'backprop-ninja-{os.getpid()}'
-    try:
-        path.mkdir(exist_ok=True)
-        (path / 'pids.max').read_text()
-    except OSError as e:
-        return None, f'{PIDS} is not writable: {e.strerror}'
-    return path, None
-
-
-def remove_cgroups(parent):
-    """Kill whatever is left in this run's cgroups (a worker stopped at its deadline) and remove them."""
-    if parent is None or not Path(parent).is_dir():
-        return
-    for child in Path(parent).iterdir():
-        if child.is_dir():
-            p = Pids.__new__(Pids)
-            p.path = child
-            p.kill()
-    try:
-        Path(parent).rmdir()
-    except OSError:
-        pass
-
-
-def run(argv, box, hidden, env, timeout, cgroup_parent, sandbox=True, log=None):
-    """Run `argv` with `box` as the only writable folder (in bubblewrap unless sandbox=False),
-    at most `timeout` seconds. Returns (exit code or None when stopped, [warnings])."""
-    warnings = []
-    pids = Pids(cgroup_parent, Path(box).parent.name) if cgroup_parent else None
-    if pids is not None and pids.path is None:
-        warnings.append(pids.warning)
-    cmd = command(argv, writable=[box], hidden=hidden) if sandbox else list(argv)
-    cmd = (pids.prefix() if pids else []) + cmd
-    full = dict(env, **HOME) if sandbox else dict(env)
-    proc = subprocess.Popen(cmd, env=full, cwd=str(box), stdin=subprocess.DEVNULL,
-                            stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        code = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        code = None
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # bwrap's own; its PID namespace dies with it
+            os.killpg(self.proc.pid, signal.SIGKILL)  # bwrap's own: its PID namespace dies with it
         except ProcessLookupError:
             pass
-        proc.wait()
-        if pids:
-            pids.kill()
-    return code, warnings
+        self.cgroups.stop()
+        self.proc.wait()
+        said = self.proc.stderr.read(4096) if self.proc.stderr else b''
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+        return said.decode(errors='replace')
 
 
 def warn_unsandboxed():

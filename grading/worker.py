@@ -3,220 +3,217 @@
     python -m grading.worker JOB.json      (what grading/__main__ forks: run(JOB.json))
 
 JOB.json says who (student, folder with their notebooks), where (course: this student's
-private folder; template: the folder made by course.make_template), what to hide from the
-sandbox and the limits. The worker, outside the sandbox:
-1. repairs and audits the notebooks, and writes them into the sandbox's scratch course
-   folder (course/box) with a copy of the template gradebook;
-2. draws a seed per graded cell with `secrets` and writes each check's fresh inputs into
-   box/handin/inputs (keeping its own copy);
-3. runs nbgrader autograde in the sandbox (grading.inside, grading.sandbox): the kernel
-   runs the student's answers on those inputs and writes box/handin/outputs;
-4. once nothing is left running in there, reads what it needs out of the box safely
-   (regular files only, sizes bounded, torch.load(weights_only=True)), judges every case
-   with the check's own `judge` (PyTorch's float64 reference, in this process), scores
-   each graded cell, and writes the feedback from a gradebook of its own.
-It leaves result.json in its private folder: the scores of every graded cell and the
-problems found, each a dict(notebook, cell, stage, text).
+private folder; template: the folder made by course.make_template) and the limits. The
+worker, outside the sandbox:
+1. picks and repairs the notebooks (grading/intake.py) and audits them (grading/audit.py):
+   a notebook the audit holds scores 0 and is listed in result['held'] for review;
+2. starts one sandbox (grading/sandbox.py) with the judge in it (grading/judge.py), sends
+   it each notebook's code cells (graded test cells left out) and reads how each cell ran;
+3. only then, one graded cell at a time, draws fresh inputs from a `secrets` seed, sends
+   them, and judges what comes back with the check's own `judge` (PyTorch's float64
+   reference, in this process). A graded cell scores its points when every case is right
+   and no autograd graph node was made while it ran, else 0 with the reason;
+4. writes the feedback: the notebook as handed in, each graded cell showing the verdict.
+It leaves result.json in its private folder: dict(student, scores, problems, held, seconds),
+each problem a dict(notebook, cell, stage, text, cause).
 """
-import io
+import copy
 import json
 import os
-import re
 import secrets
-import shutil
-import stat
 import sys
+import time
 import warnings
 from pathlib import Path
-from time import monotonic
 
 import nbformat
 
 from grading import audit, feedback, intake, sandbox
 from grading.course import Assignment, grade_id, label, notebook_names, stage_at
-from grading.execute import DISPLAY_DROPPED, DROPPED
+from grading.judge import MAX_FRAME, decode, encode, read_frame, send
 
 MAX_BYTES = 200 * 2**20  # a notebook of this course, outputs and all, is a few MB
-MAX_HANDIN = 64 * 2**20  # what one hidden test hands in: parameters and gradients, well under 1 MB
-DROPPED_RE = re.compile(re.escape(DROPPED).replace(r'\{\}', r'(\d+)'))
-DISPLAY_RE = re.compile(re.escape(DISPLAY_DROPPED).replace(r'\{\}', r'(\d+)'))
+START_SECONDS = 180  # for the judge to import torch and say it is ready, on a busy machine
+HOLDS = ('held', 'autograd')
 
 
-def describe(out, memory_mb):
-    """One sentence for an error output of a cell."""
-    ename, evalue = out.get('ename', ''), ' '.join(str(out.get('evalue', '')).split())
-    if ename in ('CellTimeoutError', 'DeadKernelError'):
-        return evalue
-    if ename == 'MemoryError' or "can't allocate memory" in evalue or 'Cannot allocate memory' in evalue:
-        return f'ran out of memory (the limit is {memory_mb} MB)'
+class Verdict:
+    """The grader's verdict on one graded cell: right (text None) or why not; whether the
+    answer ran at all (if not, the cell that broke it says more); the problem's cause."""
+
+    def __init__(self, text, ran=True, cause=None):
+        self.text, self.ran, self.cause = text, ran, cause
+
+
+def audited(nb, release):
+    """audit.scan as [(cell index, text, cause)]: a cause in HOLDS holds the notebook.
+    (Until the audit gives causes itself, what it names is held, except typed-in numbers and
+    a redefined kit function, which the judge makes harmless.)"""
+    out = []
+    for found in audit.scan(nb, release):
+        if len(found) == 3:
+            out.append(tuple(found))
+            continue
+        i, text = found
+        if 'grad' in text or 'backward' in text:
+            cause = 'autograd'
+        elif 'numbers typed in' in text or 'which the kit provides' in text:
+            cause = None
+        else:
+            cause = 'held'
+        out.append((i, text, cause))
+    return out
+
+
+def cell_text(status, ename, evalue, memory_mb):
+    """(sentence, cause) for how a cell ran, as the judge reported it."""
+    if status == 'timeout' and ename == 'NotebookTimeout':
+        return f'not run: the notebook reached its {evalue} s time limit', 'timeout'
+    if status == 'timeout':
+        return f'stopped after {evalue} s, the time limit per cell (an infinite loop?)', 'timeout'
+    if status == 'crashed':
+        return (f'the process running the notebook died running this cell ({evalue}: os._exit, a crash or the '
+                'memory limit); the grader started a new one and went on', 'crashed')
+    if ename == 'MemoryError' or 'allocate memory' in evalue:
+        return f'ran out of memory (the limit is {memory_mb} MB)', 'memory'
     if ename == 'SystemExit':
-        return 'called sys.exit() or exit(); the grader went on with the next cell'
+        return 'called sys.exit() or exit(); the grader went on with the next cell', 'error'
     if ename == 'NotImplementedError':
-        return 'not written yet (it still raises NotImplementedError)'
-    if ename == 'GradingError':
-        return evalue
-    return f'{ename}: {evalue}' if evalue else ename
+        return 'not written yet (it still raises NotImplementedError)', 'not-written'
+    evalue = ' '.join(str(evalue).split())
+    return (f'{ename}: {evalue}' if evalue else ename), 'error'
 
 
-def first_error(cell):
-    errors = [o for o in cell.get('outputs', []) if o.get('output_type') == 'error']
-    timeouts = [o for o in errors if o.get('ename') in ('CellTimeoutError', 'DeadKernelError')]
-    return (timeouts or errors or [None])[0]
+def judge_reply(spec, gid, cases, reply, job):
+    """The grader's Verdict on what the judge sent back for graded cell `gid`."""
+    if not isinstance(reply, dict) or reply.get('gid') != gid:
+        return Verdict(f'the judge sent back nothing readable for {gid}', False, 'crashed')
+    if reply.get('failed') == 'timeout':
+        return Verdict(f'stopped after {job["timeout"]} s, the time limit per cell (an infinite loop?)', False, 'timeout')
+    if reply.get('failed'):
+        return Verdict(f'the process running the notebook died running {gid} ({reply.get("why")}: os._exit, a crash '
+                       'or the memory limit)', False, 'crashed')
+    if reply.get('missing'):
+        return Verdict(f'`{spec.answer}` is not defined (did the cells above it run without errors?)', False, 'error')
+    nodes, outputs = reply.get('autograd_nodes'), reply.get('outputs')
+    if not isinstance(outputs, list) or not isinstance(nodes, list) or len(outputs) != len(cases):
+        return Verdict(f'the judge sent back outputs for {len(outputs) if isinstance(outputs, list) else 0} of '
+                       f'{len(cases)} cases', cause='crashed')
+    if any(not isinstance(k, int) or k != 0 for k in nodes):
+        made = sum(k for k in nodes if isinstance(k, int))
+        return Verdict(f'autograd computed the answer: {made} autograd graph nodes were made while {spec.answer} ran '
+                       'on the grader\'s inputs; compute the gradients by hand', cause='autograd')
+    for case, out in zip(cases, outputs):
+        hint = spec.judge(case, out)
+        if hint is not None:
+            text = f'{spec.title}: {hint}' if spec.title else str(hint)
+            if 'MemoryError' in text or 'allocate memory' in text:
+                return Verdict(f'ran out of memory (the limit is {job["memory_mb"]} MB)', cause='memory')
+            return Verdict(text)
+    return Verdict(None)
 
 
-def printed(cell):
-    return ''.join(o.get('text', '') for o in cell.get('outputs', []) if o.get('output_type') == 'stream')
+class Judge:
+    """The judge in its sandbox, and the frames to and from it (every read capped and timed)."""
+
+    def __init__(self, job, home):
+        self.box = sandbox.Box([sys.executable, '-m', 'grading.judge'], job.get('cgroups'), home.name,
+                               job['memory_mb'], sandbox=job.get('sandbox', True))
+        if self.read(START_SECONDS) != 'ready':
+            raise RuntimeError('the judge did not start')
+
+    def read(self, seconds, cap=MAX_FRAME):
+        message = decode(read_frame(self.box.stdout, cap, time.monotonic() + seconds))
+        if isinstance(message, dict) and 'judge_error' in message:
+            raise RuntimeError(f'the judge stopped: {message["judge_error"]}')
+        return message
+
+    def ask(self, message, seconds):
+        send(self.box.stdin, encode(message))
+        return self.read(seconds)
+
+    def close(self):
+        return self.box.stop()
 
 
-def verdicts(nb, release, scores, hints, memory_mb):
-    """Problems read from an autograded notebook, given the grader's `scores` and `hints`
-    ({grade id: its Verdict})."""
-    problems = []
-    segment = []
+def run_notebook(judge, nb, release, specs, job):
+    """Cells, then graded cells, of one notebook in the judge: ([cell result or None per cell
+    of nb], {gid: Verdict})."""
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and grade_id(c) not in release.points]
+    graded = [(gid, specs[gid].answer) for gid in release.graded if specs.get(gid)]
+    done = judge.ask(dict(cells=[(label(nb.cells[i]), nb.cells[i].source) for i in code], graded=graded,
+                          timeout=job['timeout'], notebook_timeout=job['notebook_timeout'],
+                          memory_mb=job['memory_mb']), job['notebook_timeout'] + 60)
+    ran = [None] * len(nb.cells)
+    for i, result in zip(code, done['cells'] if isinstance(done, dict) else []):
+        ran[i] = tuple(map(str, result)) if isinstance(result, (list, tuple)) and len(result) == 3 else None
+    verdicts = {}
+    for gid in release.graded:
+        spec = specs.get(gid)
+        if spec is None:
+            verdicts[gid] = Verdict(f'checks/ has no check for {gid}: this release and the kit disagree; scored 0',
+                                    False, 'other')
+            continue
+        try:
+            cases = spec.cases(secrets.randbits(63))
+        except Exception as e:  # the kit's own trouble: that cell cannot be graded
+            verdicts[gid] = Verdict(f'the grader could not make the inputs of {gid} ({type(e).__name__}: {e}); '
+                                    'scored 0', False, 'other')
+            continue
+        reply = judge.ask(dict(gid=gid, cases=cases), job['timeout'] + job['notebook_timeout'] + 60)
+        verdicts[gid] = judge_reply(spec, gid, cases, reply, job)
+    send(judge.box.stdin, encode('end'))
+    return ran, verdicts
+
+
+def problems_of(nb, release, ran, verdicts, scores, memory_mb):
+    """The problem lines of one judged notebook: per graded cell lost, its verdict, or (when its
+    answer never ran) the first cell that broke before it; every other broken cell too."""
+    problems, segment = [], []
     for i, cell in enumerate(nb.cells):
         segment.append(i)
         gid = grade_id(cell)
         if gid not in release.points and i < len(nb.cells) - 1:
             continue
         stage = gid if gid in release.points else None
-        errors = [(j, first_error(nb.cells[j])) for j in segment if nb.cells[j].cell_type == 'code']
-        errors = [(j, e) for j, e in errors if e is not None]
+        broken = [(j, cell_text(*ran[j], memory_mb)) for j in segment if ran[j] and ran[j][0] != 'ok']
         lost = stage is not None and scores.get(stage, 0) < release.points[stage]
-        if lost and (hints[stage].handed_in or not errors):
-            text = hints[stage].text
-            if "can't allocate memory" in text or 'Cannot allocate memory' in text or 'MemoryError' in text:
-                text = f'ran out of memory (the limit is {memory_mb} MB)'
-            problems.append(dict(cell=stage, stage=stage, text=text))
+        if lost and (verdicts[stage].ran or not broken):
+            problems.append(dict(cell=stage, stage=stage, text=verdicts[stage].text, cause=verdicts[stage].cause))
         else:
-            for j, e in (errors[:1] if lost else errors):
-                problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=describe(e, memory_mb)))
-        for j in segment:
-            text = printed(nb.cells[j])
-            for dropped in DROPPED_RE.findall(text):
-                problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=f'printed too much; the '
-                                     f'grader dropped {int(dropped):,} characters of its output'))
-            for dropped in DISPLAY_RE.findall(text):
-                problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=f'displayed too much; the '
-                                     f'grader dropped {int(dropped):,} displayed outputs'))
+            for j, (text, cause) in (broken[:1] if lost else broken):
+                problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=text, cause=cause))
         segment = []
     return problems
 
 
-# ---------------------------------------------------------------- outside the sandbox: inputs and verdicts
-
-def spec_of(gid):
-    """The check of graded cell `gid` (checks.spec), or None when checks/ has none for it."""
-    import checks
-    try:
-        return checks.spec(gid)
-    except KeyError:
-        return None
-
-
-class Verdict:
-    """The grader's verdict on one graded cell: right (text None) or why not, and whether
-    the kernel handed in anything at all."""
-
-    def __init__(self, text, handed_in=True):
-        self.text, self.handed_in = text, handed_in
-
-
-def read_box_file(box, rel, limit):
-    """The bytes of BOX/rel if it is a regular file of at most `limit` bytes reached without
-    symlinks, else (None, why). The sandbox wrote there: never follow a link, never block
-    on a FIFO, never read without bound."""
-    path = Path(box)
-    for part in Path(rel).parts:
-        path = path / part
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return None, 'missing'
-        if stat.S_ISLNK(st.st_mode):
-            return None, 'a symbolic link'
-    if not stat.S_ISREG(st.st_mode):
-        return None, 'not a regular file'
-    if st.st_size > limit:
-        return None, f'{st.st_size / 2**20:.0f} MB, over the {limit / 2**20:.0f} MB limit'
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as e:
-        return None, f'unreadable ({e.strerror})'
-    with os.fdopen(fd, 'rb') as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        return None, f'over the {limit / 2**20:.0f} MB limit'
-    return data, None
-
-
-def write_inputs(box, specs):
-    """{grade id: the input cases} for every check, each drawn from a fresh secret seed and
-    written to BOX/handin/inputs/<grade id>.pt for the kernel; and problems."""
-    import torch
-    folder = Path(box) / 'handin' / 'inputs'
-    folder.mkdir(parents=True)
-    (Path(box) / 'handin' / 'outputs').mkdir()
-    cases, problems = {}, []
-    for gid, spec in specs.items():
-        try:
-            cases[gid] = spec.cases(secrets.randbits(63))
-            torch.save({'cases': cases[gid]}, folder / f'{gid}.pt')
-        except Exception as e:  # the kit's own trouble: that cell cannot be graded
-            cases.pop(gid, None)
-            problems.append((gid, f'the grader could not make the inputs of {gid} ({type(e).__name__}: {e}); scored 0'))
-    return cases, problems
-
-
-def judge(box, gid, spec, cases):
-    """The grader's Verdict on graded cell `gid` from what its hidden test handed in."""
-    import torch
-    data, why = read_box_file(box, f'handin/outputs/{gid}.pt', MAX_HANDIN)
-    if data is None:
-        return Verdict(f'the hidden test of {gid} handed in nothing' +
-                       ('' if why == 'missing' else f' readable (its file is {why})') +
-                       ' (did the cells above it run without errors?)', handed_in=why != 'missing')
-    try:
-        outputs = torch.load(io.BytesIO(data), weights_only=True)
-    except Exception as e:
-        return Verdict(f'the hidden test of {gid} handed in a file the grader cannot read ({type(e).__name__})')
-    got = outputs.get('cases') if isinstance(outputs, dict) else None
-    if not isinstance(got, list) or len(got) != len(cases):
-        return Verdict(f'the hidden test of {gid} handed in {"" if isinstance(got, list) else "no "}'
-                       f'outputs for {len(got) if isinstance(got, list) else 0} of {len(cases)} cases')
-    for inputs, out in zip(cases, got):
-        try:
-            hint = spec.judge(inputs, out)
-        except Exception as e:  # a judge must not raise; if it does, this cell scores 0, nothing more
-            hint = f'the grader could not judge what it handed in ({type(e).__name__}: {e})'
-        if hint is not None:
-            title = getattr(spec, 'title', '')
-            return Verdict(f'{title}: {hint}' if title else str(hint))
-    return Verdict(None)
-
-
-def safe_notebook(box, rel):
-    """The autograded notebook at BOX/rel, read safely, or None."""
-    data, _ = read_box_file(box, rel, MAX_BYTES)
-    if data is None:
-        return None
-    try:
-        return nbformat.reads(data.decode('utf-8'), as_version=4)
-    except Exception:
-        return None
+def shown(nb, release, verdicts, scores):
+    """The notebook as handed in, each graded cell's output the grader's verdict."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == 'code':
+            cell.outputs, cell.execution_count = [], None
+        gid = grade_id(cell)
+        if gid in release.points:
+            v = verdicts.get(gid)
+            points = f'{scores.get(gid, 0):g} of {release.points[gid]:g} points'
+            text = f'{points}: right\n' if v and v.text is None else f'{points}: {v.text if v else "not graded"}\n'
+            cell.outputs = [nbformat.v4.new_output('stream', name='stdout', text='[grader] ' + text)]
+    return nb
 
 
 def grade(job):
-    started = monotonic()
+    started = time.monotonic()
     home, sid = Path(job['course']), job['student']
-    box, course = home / 'box', home / 'course'
+    course = home / 'course'
     assignment = Assignment(job['template'], job['assignment'])
-    submitted = box / 'submitted' / sid / assignment.name
+    submitted = course / 'submitted' / sid / assignment.name
     submitted.mkdir(parents=True)
-    shutil.copy(assignment.gradebook, box / 'gradebook.db')
-    problems, flags = [], {}  # flags: what the audit named, per notebook handed to nbgrader
+    problems, held, repaired = [], [], {}
 
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
-    problems += found
+    problems += [dict(p, cause='missing') for p in found if 'is missing' in p['text']]
+    problems += [p for p in found if 'is missing' not in p['text']]
     kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
     for name in ('timestamp.txt', 'submission_secret.txt'):
         found = next(Path(job['folder']).rglob(name), None)
@@ -228,92 +225,75 @@ def grade(job):
             continue
         size = picked[name].stat().st_size
         if size > MAX_BYTES:
-            problems.append(dict(notebook=name, text=f'{name}.ipynb is {size / 2**20:.0f} MB, too large to '
-                                 f'be this notebook (the limit is {MAX_BYTES / 2**20:.0f} MB)'))
+            problems.append(dict(notebook=name, cause='unreadable', text=f'{name}.ipynb is {size / 2**20:.0f} MB, '
+                                 f'too large to be this notebook (the limit is {MAX_BYTES / 2**20:.0f} MB)'))
             continue
         try:
             nb, found = intake.repair(picked[name].read_bytes(), release)
         except Exception as e:  # a notebook odd enough to break the repair costs only itself
             nb, found = None, [dict(text=f'{name}.ipynb could not be read ({type(e).__name__}: {e})')]
-        problems += [dict(p, notebook=name) for p in found]
+        problems += [dict(p, notebook=name, **({'cause': 'unreadable'} if nb is None else {})) for p in found]
         if nb is None:
             continue
         nbformat.write(nb, submitted / f'{name}.ipynb')
-        flags[name] = []
+        repaired[name] = nb
         try:
-            flagged = audit.scan(nb, release)
+            flagged = audited(nb, release)
         except (RecursionError, ValueError, MemoryError) as e:
-            flagged = []
-            problems.append(dict(notebook=name, text=f'its code could not be read for tricks ({type(e).__name__})'))
-        for i, text in flagged:
-            flags[name].append(text)
-            problems.append(dict(notebook=name, cell=label(nb.cells[i]),
-                                 stage=stage_at(nb.cells, i, release.points), text=text))
-    # what the grader itself wrote, kept out of the sandbox's reach
-    shutil.copytree(box / 'submitted', course / 'submitted')
+            flagged = [(None, f'its code could not be read for tricks ({type(e).__name__}); held for review', 'held')]
+        for i, text, cause in flagged:
+            problems.append(dict(notebook=name, cell=None if i is None else label(nb.cells[i]), cause=cause, text=text,
+                                 stage=None if i is None else stage_at(nb.cells, i, release.points)))
+        if any(cause in HOLDS for _, _, cause in flagged):
+            held.append(name)
 
-    specs = {gid: spec_of(gid) for name in flags for gid in assignment.notebooks[name].graded}
-    cases, trouble = write_inputs(box, {gid: s for gid, s in specs.items() if s is not None})
-    for name in flags:
-        for gid in assignment.notebooks[name].graded:
-            if specs[gid] is None:
-                trouble.append((gid, f'checks/ has no check for {gid}: this release and the kit disagree; scored 0'))
-            problems += [dict(notebook=name, cell=gid, stage=gid, text=text) for g, text in trouble if g == gid]
-
-    if flags:
-        (box / 'box.json').write_text(json.dumps(dict(
-            student=sid, assignment=assignment.name, timeout=job['timeout'],
-            notebook_timeout=job['notebook_timeout'])))
-        env = dict(os.environ, BPN_HANDIN=str(box / 'handin'), PYTHONDONTWRITEBYTECODE='1')
-        seconds = len(flags) * (job['notebook_timeout'] + 60) + 60
-        with open(home / 'box.log', 'wb') as log:
-            code, notes = sandbox.run([sys.executable, '-m', 'grading.inside', str(box)], box,
-                                      job.get('hidden', []), env, seconds, job.get('cgroup'),
-                                      sandbox=job.get('sandbox', True), log=log)
-        if code is None:
-            problems.append(dict(text=f'grading took longer than {seconds} s and was stopped'))
-        elif code < 0 or code > 128:  # a signal: the notebook killed nbgrader (only it can, in there)
-            problems.append(dict(text=f'grading stopped early: nbgrader was killed (signal {abs(code) % 128}); '
-                                      'did the notebook kill processes?'))
-        elif code:
-            lines = [ln for ln in (home / 'box.log').read_text(errors='replace').splitlines()
-                     if ln.strip() and 'WARNING' not in ln]
-            problems.append(dict(text=f'nbgrader could not autograde: {lines[-1] if lines else f"exit code {code}"}'))
-
-    scores, notebooks = {}, {}
-    for name, release in assignment.notebooks.items():
-        if name not in flags:  # not handed in, or unreadable: 0, with its problem line above
-            scores[name] = {g: 0.0 for g in release.points}
+    import checks
+    specs = checks.specs()
+    scores = {name: {g: 0.0 for g in release.points} for name, release in assignment.notebooks.items()}
+    verdicts = {name: {} for name in repaired}
+    judge = None
+    for name, nb in repaired.items():
+        release = assignment.notebooks[name]
+        if name in held:
+            verdicts[name] = {g: Verdict('held for review: the audit named what is listed above', False, 'held')
+                              for g in release.graded}
             continue
-        hints = {gid: judge(box, gid, specs[gid], cases[gid]) if gid in cases else
-                 Verdict(f'the grader could not make the inputs of {gid}', handed_in=False) for gid in release.graded}
-        scores[name] = {g: release.points[g] if hints[g].text is None else 0.0 for g in release.points}
-        nb = safe_notebook(box, f'autograded/{sid}/{assignment.name}/{name}.ipynb')
-        if nb is None:
-            problems.append(dict(notebook=name, text=f'{name}.ipynb ran, but the grader could not read it back'))
-            problems += [dict(notebook=name, cell=g, stage=g, text=hints[g].text) for g in release.graded
-                         if hints[g].text is not None]
+        try:
+            judge = judge or Judge(job, home)
+            ran, verdicts[name] = run_notebook(judge, nb, release, specs, job)
+        except Exception as e:  # the judge died or went silent: this notebook scores 0, the next gets a new one
+            said = judge.close() if judge else ''
+            judge = None
+            why = f'{type(e).__name__}: {e}' if str(e) else type(e).__name__
+            last = [ln for ln in said.splitlines() if ln.strip()]
+            problems.append(dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
+                                 f'({why}{"; " + last[-1] if last else ""}); scored 0'))
+            verdicts[name] = {}
             continue
-        raw = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, raw)
-        problems += [dict(p, notebook=name) for p in verdicts(nb, release, scores[name], hints, job['memory_mb'])]
-        notebooks[name] = nb
+        scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
+        problems += [dict(p, notebook=name) for p in problems_of(nb, release, ran, verdicts[name], scores[name],
+                                                                 job['memory_mb'])]
+    if judge is not None:
+        judge.close()
 
-    if notebooks:
+    pages = {name: shown(nb, assignment.notebooks[name], verdicts[name], scores[name]) for name, nb in repaired.items()}
+    for name, nb in pages.items():
+        out = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out)
+    if pages:
         (home / 'fb').mkdir()
         try:
-            result = feedback.write(home / 'fb', assignment, sid, notebooks, scores, problems,
-                                    [box, home, job.get('out', home)])
+            result = feedback.write(home / 'fb', assignment, sid, pages, scores, problems, [home, job.get('out', home)])
         except Exception as e:  # the feedback's trouble must not cost the grade
             result = f'the grader could not write the feedback ({type(e).__name__}: {e})'
         if result:
             problems.append(dict(text=result))
-        pages = home / 'fb' / 'feedback' / sid / assignment.name
-        if pages.is_dir():  # from the submissions folder, which the sandbox never saw
+        folder = home / 'fb' / 'feedback' / sid / assignment.name
+        if folder.is_dir():
             for name, data in kept.items():
-                (pages / name).write_bytes(data)
-    return dict(student=sid, scores=scores, problems=problems, seconds=monotonic() - started)
+                (folder / name).write_bytes(data)
+    return dict(student=sid, scores=scores, problems=problems, held=held, seconds=time.monotonic() - started)
 
 
 def run(job_path):
@@ -323,8 +303,7 @@ def run(job_path):
     os.dup2(log, 1)
     os.dup2(log, 2)
     warnings.filterwarnings('ignore')
-    os.environ.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',  # tiny tensors; JOBS kernels share the cores
-                      BPN_MEMORY_LIMIT_MB=str(job['memory_mb']))  # read by grading.kernel_start
+    os.environ.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')  # tiny tensors; JOBS workers share the cores
     result = grade(job)
     (Path(job['course']) / 'result.json').write_text(json.dumps(result, indent=1))
 

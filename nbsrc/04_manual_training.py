@@ -16,7 +16,7 @@
 # | `test_backward` | `backward` returns the seven gradients, on fresh batches of other sizes and widths, with autograd switched off | 4 |
 # | `test_first_steps` | during the first 100 training steps your gradients match PyTorch's at every step | 2 |
 # | `test_no_grad_step` | `train_step` trains with autograd switched off: no `loss.backward()` anywhere | 2 |
-# | `test_trained` | after training, the train and val loss are below a bar measured for this number of steps | 2 |
+# | `test_trained` | the grader trains a fresh network with your `train_step`; its train and val loss are below a bar measured for that number of steps | 2 |
 #
 # As in the earlier notebooks: take sizes from the tensors (the grader's batches have 2, 5
 # and 100 rows, and hidden widths of 3, 7 and 20), and compute every gradient yourself.
@@ -301,7 +301,7 @@ print(f'val   {val_loss:.4f}')
 # %% tests id=test_trained points=2
 # the trained network is below the bar for STEPS steps (the grader measures it again, itself)
 ### BEGIN HIDDEN TESTS
-hand_in('test_trained', parameters)  # measured outside this kernel, against the bar for the grader's steps
+hand_in('test_trained', train_step)  # the grader trains a fresh network with it and measures it itself
 ### END HIDDEN TESTS
 expect_losses(train_loss, val_loss, STEPS)
 

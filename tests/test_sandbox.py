@@ -1,6 +1,9 @@
-"""The sandbox each student's grading runs in (grading/sandbox.py), and how the grader reads
-back what the sandbox wrote (grading/worker.read_box_file)."""
+"""Each wall of the sandbox a student's judge runs in (grading/sandbox.py), tried on its own
+by code that attacks it, and the seccomp filter of the judge's child (grading/judge.py)."""
 import os
+import select
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -9,97 +12,203 @@ from pathlib import Path
 import pytest
 
 from grading import sandbox
-from grading.worker import read_box_file
+from grading.judge import decode, encode, read_frame, send
 
 pytestmark = pytest.mark.skipif(sandbox.missing() is not None, reason=f'no bubblewrap: {sandbox.missing()}')
+KIT = sandbox.KIT
 
 
-def boxed(tmp_path, script, hidden=(), timeout=60, cgroup=None):
-    """Run python `script` in a sandbox whose only writable folder is tmp_path/student/box."""
-    box = tmp_path / 'student' / 'box'
-    box.mkdir(parents=True, exist_ok=True)
-    (box / 'script.py').write_text(script)
-    with open(tmp_path / 'log', 'wb') as log:
-        code, _ = sandbox.run([sys.executable, str(box / 'script.py')], box, [str(h) for h in hidden],
-                              dict(os.environ), timeout, cgroup, log=log)
-    return code, (tmp_path / 'log').read_text()
+@pytest.fixture(scope='module')
+def cgroups():
+    parents, warnings = sandbox.parent_cgroups()
+    yield parents
+    sandbox.remove_cgroups(parents)
 
 
-def test_inside_only_the_students_folder_and_a_private_tmp_can_be_written(tmp_path):
-    kit_file = Path(sandbox.__file__)
-    outside = kit_file.parent.parent / f'outside-{os.getpid()}.txt'
-    code, log = boxed(tmp_path, f'''
-import os, pathlib
-pathlib.Path('mine.txt').write_text('ok')
-open('/tmp/scratch', 'w').write('ok')
-for target in [{str(kit_file)!r}, {str(outside)!r}, '/etc/passwd']:
+def output_of(box, seconds=120, cap=2**20):
+    """What the sandbox printed, up to `cap` bytes, until it ends or `seconds` pass."""
+    got, deadline = b'', time.monotonic() + seconds
+    while len(got) < cap and select.select([box.stdout], [], [], max(deadline - time.monotonic(), 0))[0]:
+        chunk = os.read(box.stdout, 65536)
+        if not chunk:
+            break
+        got += chunk
+    return got.decode(errors='replace')
+
+
+def boxed(cgroups, script, memory_mb=512, binds=(), name='wall'):
+    """Python `script` run behind the walls: (what it printed, whether its memory cgroup
+    stopped something)."""
+    box = sandbox.Box([sys.executable, '-c', script], cgroups, f'{name}-{os.getpid()}', memory_mb, binds=binds)
+    try:
+        text = output_of(box)
+        return text, box.cgroups.ran_out_of_memory()
+    finally:
+        box.stop()
+
+
+def test_the_kits_solutions_sources_and_the_grading_folders_are_not_there(cgroups):
+    text, _ = boxed(cgroups, f'''
+import os
+for path in [{str(KIT / 'solutions' / 'backprop_ninja' / '01_atomic_backprop.ipynb')!r},
+             {str(KIT / 'nbsrc' / '01_atomic_backprop.py')!r}, {str(KIT / 'grading' / 'worker.py')!r},
+             '/home', '/srv', '/var', {str(Path.cwd() / 'grades')!r}, '/etc/passwd']:
+    try:
+        open(path).read() if os.path.isfile(path) else os.listdir(path)
+        print('READ', path)
+    except OSError as e:
+        print('refused', type(e).__name__)
+print('root', os.listdir('/root') if os.path.isdir('/root') else [])
+print('kit', sorted(os.listdir({str(KIT)!r})))
+''')
+    assert 'READ' not in text and text.count('refused FileNotFoundError') == 8, text
+    python = [p.parts[2] for p in map(Path, sandbox.kit_binds()) if p.is_relative_to('/root')]
+    assert f"root {sorted(set(python))}" in text  # /root holds at most the way to the kit's Python
+    listed = eval(text.split('kit ')[1].splitlines()[0])
+    assert set(listed) - {'.venv'} in ({'checks', 'data', 'grading', 'helpers.py'}, {'checks', 'data', 'grading', 'helpers'})
+
+
+def test_it_runs_as_nobody_without_capabilities_and_cannot_read_a_root_only_file(cgroups, tmp_path):
+    secret = tmp_path / 'secret.txt'
+    secret.write_text('the answers')
+    secret.chmod(0o600)
+    assert secret.stat().st_uid == 0 and stat.S_IMODE(secret.stat().st_mode) == 0o600
+    text, _ = boxed(cgroups, f'''
+import os
+print('uid', os.getuid(), os.getgid(), os.getgroups())
+print([line for line in open('/proc/self/status') if line.startswith('CapEff')])
+try:
+    print('READ', open({str(secret)!r}).read())
+except OSError as e:
+    print('refused', e.strerror)
+''', binds=[secret])
+    assert 'uid 65534 65534 []' in text and 'CapEff:\\t0000000000000000' in text, text
+    assert 'READ' not in text and 'refused Permission denied' in text
+
+
+def test_only_its_ram_folders_can_be_written(cgroups):
+    text, _ = boxed(cgroups, f'''
+import os
+for folder in ['.', '/tmp', '/dev/shm']:
+    open(os.path.join(folder, 'mine.txt'), 'w').write('ok')
+    print('wrote', folder)
+for target in [{str(KIT / 'helpers.py')!r}, {str(KIT / 'checks' / 'new.py')!r}, '/usr/new', '/new', '/etc/passwd']:
     try:
         open(target, 'a').write('x')
         print('WROTE', target)
     except OSError as e:
         print('refused', e.strerror)
+print('cwd', os.getcwd())
 ''')
-    assert code == 0, log
-    assert 'WROTE' not in log and log.count('Read-only file system') == 3
-    assert (tmp_path / 'student' / 'box' / 'mine.txt').read_text() == 'ok'
-    assert not outside.exists()
-    assert not Path('/tmp/scratch').exists()
+    assert text.count('wrote') == 3 and 'WROTE' not in text and text.count('refused') == 5, text
+    assert 'cwd /scratch' in text
 
 
-def test_hidden_folders_look_empty_inside_and_the_network_is_loopback_only(tmp_path):
-    secret = tmp_path / 'submissions' / 'bob'
-    secret.mkdir(parents=True)
-    (secret / 'answers.ipynb').write_text('{}')
-    code, log = boxed(tmp_path, f'''
-import os, socket
-print('listing', os.listdir({str(tmp_path / 'submissions')!r}))
+def test_the_environment_holds_nothing_of_the_graders(cgroups, monkeypatch, tmp_path):
+    monkeypatch.setenv('MAKEFLAGS', f'-- SUBMISSIONS={tmp_path}/class OUT={tmp_path}/grades')
+    monkeypatch.setenv('BPN_SECRET', str(tmp_path))
+    text, _ = boxed(cgroups, 'import os\nfor k, v in sorted(os.environ.items()): print(k, v)')
+    names = {line.split()[0] for line in text.splitlines() if line.strip()}
+    assert names - {'PWD'} == set(sandbox.environment()), text  # PWD: bwrap's --chdir
+    assert str(tmp_path) not in text and 'MAKEFLAGS' not in text
+
+
+def test_ram_folders_over_the_memory_limit_stop_the_sandbox(cgroups):
+    """/tmp, /dev/shm and the scratch folder together can hold more than the limit: the
+    memory cgroup counts them, and stops what fills them."""
+    total = sum(sandbox.SIZES_MB.values())
+    limit = total - 60
+    text, stopped = boxed(cgroups, '''
+import sys
+block = b'x' * 2**20
+written = 0
+for folder, mb in [('/tmp', 60), ('/dev/shm', 14), ('.', 250)]:
+    with open(folder + '/fill', 'wb') as f:
+        for _ in range(mb):
+            f.write(block)
+            f.flush()
+            written += 1
+            print(written, flush=True)
+print('DONE')
+''', memory_mb=limit)
+    assert 'DONE' not in text, text[-200:]
+    assert stopped
+    assert int(text.split()[-1]) < limit
+
+
+def test_the_scratch_folder_has_a_size(cgroups):
+    text, _ = boxed(cgroups, f'''
+written = 0
+try:
+    with open('fill', 'wb') as f:
+        for _ in range({sandbox.SIZES_MB[sandbox.SCRATCH] + 50}):
+            f.write(b'x' * 2**20)
+            f.flush()
+            written += 1
+except OSError as e:
+    print('stopped at', written, 'MB:', e.strerror)
+''', memory_mb=2048)
+    assert f'stopped at {sandbox.SIZES_MB[sandbox.SCRATCH] - 1} MB' in text or \
+        f'stopped at {sandbox.SIZES_MB[sandbox.SCRATCH]} MB' in text, text
+    assert 'No space left on device' in text
+
+
+def test_a_unix_socket_outside_its_binds_and_the_network_are_out_of_reach(cgroups, tmp_path):
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / 'gradebook.sock'))
+    server.listen()
+    hidden = socket.socket(socket.AF_UNIX)
+    hidden.bind(f'\0bpn-test-{os.getpid()}')  # an abstract socket: no file at all
+    hidden.listen()
+    try:
+        text, _ = boxed(cgroups, f'''
+import socket
+for address in [{str(tmp_path / 'gradebook.sock')!r}, '\\0bpn-test-{os.getpid()}']:
+    try:
+        socket.socket(socket.AF_UNIX).connect(address)
+        print('CONNECTED', address)
+    except OSError as e:
+        print('unreachable', type(e).__name__)
 print('interfaces', sorted(name for _, name in socket.if_nameindex()))
 try:
     socket.create_connection(('1.1.1.1', 80), timeout=3)
-    print('CONNECTED')
+    print('CONNECTED out')
 except OSError as e:
-    print('no route', e)
-''', hidden=[tmp_path / 'submissions'])
-    assert code == 0, log
-    assert "listing []" in log and "interfaces ['lo']" in log and 'CONNECTED' not in log
+    print('unreachable', type(e).__name__)
+''')
+    finally:
+        server.close()
+        hidden.close()
+    assert 'CONNECTED' not in text and text.count('unreachable') == 3, text
+    assert "interfaces ['lo']" in text
 
 
-def test_it_sees_no_process_of_the_grader_and_has_no_capabilities(tmp_path):
-    code, log = boxed(tmp_path, '''
+def test_it_sees_no_process_and_no_descriptor_of_the_machine(cgroups):
+    text, _ = boxed(cgroups, '''
 import os
-pids = [p for p in os.listdir('/proc') if p.isdigit()]
-print('processes', len(pids))
-print(open('/proc/self/status').read())
-try:
-    os.kill(1, 9)
-except OSError as e:
-    print('kill', e)
+print('processes', len([p for p in os.listdir('/proc') if p.isdigit()]))
+print('fds', sorted(int(fd) for fd in os.listdir('/proc/self/fd')))
 ''')
-    assert code == 0, log
-    processes = int(log.split('processes ')[1].split()[0])
-    assert processes <= 3  # bwrap's init, python, maybe the shell
-    assert 'CapEff:\t0000000000000000' in log
+    assert int(text.split('processes ')[1].split()[0]) <= 3, text  # bwrap's init, setpriv's python, ls
+    assert 'fds [0, 1, 2, 3]' in text  # 3: the listing itself
 
 
-def test_nothing_started_inside_outlives_the_sandbox(tmp_path):
+def test_nothing_started_inside_outlives_the_sandbox(cgroups):
     marker = f'bpn-outlive-{os.getpid()}'
-    code, log = boxed(tmp_path, f'''
+    text, _ = boxed(cgroups, f'''
 import subprocess, sys
-subprocess.Popen([sys.executable, '-c', 'import time, sys; time.sleep(600)', {marker!r}],
-                 start_new_session=True)
-print('started')
+subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', {marker!r}], start_new_session=True)
+print('started', flush=True)
 ''')
-    assert code == 0 and 'started' in log, log
+    assert 'started' in text
     time.sleep(0.5)
-    left = subprocess.run(['pgrep', '-f', marker], capture_output=True, text=True).stdout.split()
-    assert left == []
+    assert subprocess.run(['pgrep', '-f', marker], capture_output=True, text=True).stdout.split() == []
 
 
-@pytest.mark.skipif(sandbox.parent_cgroup()[0] is None, reason='no writable pids cgroup')
-def test_a_fork_bomb_is_capped_and_stopped_with_the_sandbox(tmp_path):
-    parent, _ = sandbox.parent_cgroup()
-    try:
-        code, log = boxed(tmp_path, '''
+def test_a_fork_bomb_is_capped_by_the_pids_cgroup(cgroups):
+    if 'pids' not in cgroups:
+        pytest.skip('no writable pids cgroup')
+    text, _ = boxed(cgroups, '''
 import os, time
 made = 0
 try:
@@ -109,30 +218,44 @@ try:
             os._exit(0)
         made += 1
 except OSError as e:
-    print('refused after', made, e.strerror)
-''', cgroup=parent, timeout=120)
-        made = int(log.split('refused after ')[1].split()[0])
-        assert made < sandbox.PIDS_MAX
-        assert not any(p.is_dir() for p in Path(parent).iterdir())  # its cgroup is gone: nothing left in it
+    print('refused after', made, e.strerror, flush=True)
+''')
+    assert int(text.split('refused after ')[1].split()[0]) < sandbox.PIDS_MAX, text
+
+
+def test_the_workers_read_of_what_comes_out_is_capped_and_timed(cgroups):
+    box = sandbox.Box([sys.executable, '-c', '''
+import os, struct, time
+os.write(1, struct.pack('<Q', 10 * 2**30))   # "a frame of 10 GB follows"
+time.sleep(600)
+'''], cgroups, f'flood-{os.getpid()}', 512)
+    try:
+        with pytest.raises(ValueError, match='over the cap'):
+            read_frame(box.stdout, 2**20, time.monotonic() + 60)
+        with pytest.raises(TimeoutError):  # and one that says nothing more is given up on
+            read_frame(box.stdout, 2**20, time.monotonic() + 1)
     finally:
-        sandbox.remove_cgroups(parent)
-    assert not Path(parent).exists()
+        box.stop()
 
 
-def test_the_grader_reads_back_only_regular_files_of_bounded_size(tmp_path):
-    box = tmp_path / 'box'
-    (box / 'handin').mkdir(parents=True)
-    (box / 'handin' / 'ok.pt').write_bytes(b'1234')
-    (box / 'handin' / 'big.pt').write_bytes(b'x' * 100)
-    (box / 'handin' / 'link.pt').symlink_to('/etc/passwd')
-    (box / 'linked').symlink_to(box / 'handin')
-    os.mkfifo(box / 'handin' / 'fifo.pt')
-    assert read_box_file(box, 'handin/ok.pt', 50) == (b'1234', None)
-    assert read_box_file(box, 'handin/big.pt', 50)[0] is None
-    assert read_box_file(box, 'handin/link.pt', 50) == (None, 'a symbolic link')
-    assert read_box_file(box, 'linked/ok.pt', 50) == (None, 'a symbolic link')
-    assert read_box_file(box, 'handin/fifo.pt', 50) == (None, 'not a regular file')
-    assert read_box_file(box, 'handin/none.pt', 50) == (None, 'missing')
+def test_the_judges_child_can_start_no_thread_process_or_program(cgroups):
+    box = sandbox.Box([sys.executable, '-m', 'grading.judge'], cgroups, f'judge-{os.getpid()}', 1024)
+    try:
+        assert decode(read_frame(box.stdout, 2**20, time.monotonic() + 300)) == 'ready'
+        cells = [('thread', 'import threading\nthreading.Thread(target=print).start()'),
+                 ('fork', 'import os\nos.fork()'),
+                 ('exec', "import os\nos.execv('/usr/bin/true', ['true'])"),
+                 ('program', "import subprocess\nsubprocess.run(['/usr/bin/true'])"),
+                 ('shell', '!ls /'),
+                 ('signal', 'import os\nos.kill(os.getppid(), 9)'),
+                 ('fine', 'x = sum(range(10))')]
+        send(box.stdin, encode(dict(cells=cells, graded=[], timeout=60, notebook_timeout=120, memory_mb=1024)))
+        ran = decode(read_frame(box.stdout, 2**20, time.monotonic() + 200))['cells']
+    finally:
+        box.stop()
+    assert ran[0] == ('error', 'RuntimeError', "can't start new thread")
+    assert [r[1] for r in ran[1:6]] == ['PermissionError'] * 5, ran
+    assert ran[6][0] == 'ok'
 
 
 def test_make_grade_without_bubblewrap_says_what_to_install_and_refuses(tmp_path):
