@@ -406,17 +406,20 @@ def scan(nb, release):
     for k, (i, statement, reader, student) in enumerate(statements):
         if not student:
             continue
+        spellings = {}  # one line per function that uses autograd: {where: [what]}
         for cause, text, where in reader.found:
             if cause == 'autograd':
-                if k not in reached:
-                    continue  # study: no graded function reaches it
-                names = ', '.join(sorted(bound(statement)))
-                text += f' inside `{where}`' if where else f' for `{names}`' if names else ''
-                if where != reached[k]:
-                    text += f', reached from the graded `{reached[k]}`'
-            elif where:
-                text += f' inside `{where}`'
-            found.append((i, text, cause))
+                if k in reached:  # else study: no graded function reaches it
+                    spellings.setdefault(where, []).append(text)
+            else:
+                found.append((i, text + (f' inside `{where}`' if where else ''), cause))
+        for where, texts in spellings.items():
+            names = ', '.join(sorted(bound(statement)))
+            text = '; '.join(texts[:3]) + (f' and {len(texts) - 3} more' if len(texts) > 3 else '')
+            text += f' inside `{where}`' if where else f' for `{names}`' if names else ''
+            if where != reached[k]:
+                text += f', reached from the graded `{reached[k]}`'
+            found.append((i, text, 'autograd'))
         for name in sorted(bound(statement) & set(release.kit_names)):
             if not (isinstance(statement, (ast.Import, ast.ImportFrom)) and
                     aliases(statement).get(name) == release.kit_names[name]):
