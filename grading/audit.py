@@ -338,7 +338,7 @@ class Reader(ast.NodeVisitor):
 
     def magic(self, name, texts):
         """%name ...: a shell or another file is machinery; the code of %time, %timeit ... is read."""
-        if name in SHELL_MAGICS:
+        if name in SHELL_MAGICS and not (name == 'load_ext' and texts == ['autoreload']):
             return self.flag('held', f'runs %{name}')
         code = str(texts[-1]) if texts else ''
         words = code.split() if len(texts) == 1 else [code]  # a line magic's options come first: -n 10 ...

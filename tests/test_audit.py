@@ -68,7 +68,7 @@ HONEST = {
                               '        p.data += -lr * grad\n        p.add_(grad, alpha=-lr)\n'),
     'the lecture\'s loop for dC': ('def scatter(dC, Xb, demb):\n    for k in range(Xb.shape[0]):\n'
                                    '        for j in range(Xb.shape[1]):\n            dC[Xb[k, j]] += demb[k, j]\n'),
-    'magics': '%matplotlib inline\n%time x = torch.zeros(3)\n',
+    'magics': '%matplotlib inline\n%load_ext autoreload\n%autoreload 2\n%time x = torch.zeros(3)\n',
     'a timing cell': '%%timeit -n 3\ntorch.randn(32, 64) @ torch.randn(64, 27)\n',
     'printing versions and shapes': 'import math, numpy as np\nprint(torch.__version__, math.pi, np.zeros(2).shape)\n',
     'a class with __init__': ('class Probe:\n    def __init__(self, w):\n        super().__init__()\n'
