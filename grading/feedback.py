@@ -1,9 +1,8 @@
 """The student's feedback pages, written by the grader from its own verdicts.
 
-nbgrader's generate_feedback renders them, from a gradebook this process made (never the
-one the sandbox could write) and from a copy of each autograded notebook made readable:
-- each cell's printed output is one block (stream chunks joined), whatever the kernel sent;
-- test cells show the release's source: the hidden tests stay hidden;
+nbgrader's generate_feedback renders them, from a gradebook this process made and from the
+notebook as handed in (repaired: the test cells are the release's, so the hidden tests stay
+hidden), each graded test cell's output being the grader's verdict (grading/worker.shown):
 - no file path of the grading machine is left in any output;
 - every problem line reaches the page: at the top, and as the comment of the answer cell
   it is about;
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from grading.course import ROOT, grade_id, kit_config
+from grading.course import ROOT, kit_config
 
 STYLE = '''<style>
 div.output_area pre, div.output_text pre, pre { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -30,11 +29,10 @@ div.grader-problems { border-left: 4px solid #c8453c; background: #fbf1f0; paddi
 div.grader-problems ul { margin: 0.3em 0 0 0; }
 </style>
 '''
-KERNEL_FILE = re.compile(r'/tmp/ipykernel_\d+/\d+\.py')
 
 
 def machine_paths(extra):
-    """(path, what to show instead), longest first: the folders a traceback would reveal."""
+    """(path, what to show instead), longest first: the folders a message could reveal."""
     pairs = [(str(p), '.') for p in extra]
     pairs += [(str(ROOT), '<kit>'), (sys.prefix, '<python>'), (sys.base_prefix + '/lib', '<python>/lib'),
               (sysconfig.get_paths()['stdlib'], '<python>/lib'), (str(Path.home()), '~')]
@@ -42,39 +40,18 @@ def machine_paths(extra):
 
 
 def scrub(text, paths):
-    text = KERNEL_FILE.sub('<cell>', text)
     for path, instead in paths:
         text = text.replace(path, instead)
     return text
 
 
-def readable(nb, release, paths):
-    """A copy of autograded notebook `nb` fit to show the student (see the module's doc)."""
+def readable(nb, paths):
+    """A copy of notebook `nb` with no path of the grading machine in its outputs."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
-        gid = grade_id(cell)
-        if gid in release.cells and gid in release.locked:
-            cell.source = release.cells[gid].source  # the release's: no hidden tests
-        if cell.cell_type != 'code':
-            continue
-        outputs = []
         for out in cell.get('outputs', []):
-            if out.get('output_type') == 'stream' and outputs and outputs[-1].get('output_type') == 'stream' \
-                    and outputs[-1].get('name') == out.get('name'):
-                outputs[-1]['text'] += out.get('text', '')
-                continue
-            outputs.append(out)
-        for out in outputs:
             if out.get('output_type') == 'stream':
                 out['text'] = scrub(out.get('text', ''), paths)
-            elif out.get('output_type') == 'error':
-                out['evalue'] = scrub(str(out.get('evalue', '')), paths)
-                out['traceback'] = [scrub(str(t), paths) for t in out.get('traceback', [])]
-            elif 'data' in out:
-                for kind in ('text/plain', 'text/html', 'text/markdown'):
-                    if isinstance(out['data'].get(kind), str):
-                        out['data'][kind] = scrub(out['data'][kind], paths)
-        cell.outputs = outputs
     return nb
 
 
@@ -97,8 +74,8 @@ def problem_box(lines):
 
 
 def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
-    """Feedback HTML in FOLDER/feedback/<sid>/<assignment>/ for `notebooks` ({name:
-    autograded notebook}), showing the grader's `scores` and `problems`. None, or what went wrong."""
+    """Feedback HTML in FOLDER/feedback/<sid>/<assignment>/ for `notebooks` ({name: the
+    notebook with the verdicts in it}), showing the grader's `scores` and `problems`. None, or what went wrong."""
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
     folder = Path(folder)
@@ -124,7 +101,7 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
                 comment.manual_comment = '\n\n'.join(scrub(t, paths) for t in said.get(gid, [])) or None
             out = folder / 'autograded' / sid / assignment.name / f'{name}.ipynb'
             out.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(readable(nb, release, paths), out)
+            nbformat.write(readable(nb, paths), out)
         gb.db.commit()
     result = NbGraderAPI(config=kit_config(folder)).generate_feedback(assignment.name, sid, force=True)
     if not result['success']:

@@ -17,6 +17,7 @@ P never runs student code; the verdicts are reached by the worker, outside.
 Frames: 8 bytes of length (little-endian), then a torch.save payload, read with
 torch.load(weights_only=True) and a cap on its size.
 """
+import gc
 import io
 import os
 import select
@@ -24,6 +25,7 @@ import signal
 import struct
 import sys
 import time
+import traceback
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
@@ -31,6 +33,7 @@ os.environ.setdefault('MKL_NUM_THREADS', '1')
 MAX_FRAME = 64 * 2**20  # inputs or outputs of one graded cell: a few MB at most
 MAX_TEXT = 400
 CHILD_STEPS = '500'  # what the notebook's own cells train with: nothing they train counts
+MISSING = object()
 
 
 def encode(message):
@@ -129,18 +132,8 @@ class Child:
         self.to, self.fro = to_child, from_child
 
     def stop(self):
-        """Kill it (if it still runs) and say how it ended: 'exit code N' or 'signal N'."""
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _, status = os.waitpid(self.pid, 0)
-        os.close(self.to)
-        os.close(self.fro)
-        return f'signal {os.WTERMSIG(status)}' if os.WIFSIGNALED(status) else f'exit code {os.WEXITSTATUS(status)}'
-
-    def ended(self):
-        """How it ended on its own (its pipe said EOF): wait for it, don't kill it first."""
+        """Kill it if it still runs; how it ended: 'exit code N' or 'signal N'."""
+        os.kill(self.pid, signal.SIGKILL)  # a child that has exited stays a zombie until waited for
         _, status = os.waitpid(self.pid, 0)
         os.close(self.to)
         os.close(self.fro)
@@ -174,8 +167,8 @@ def run_cells(shell, job, cells_done, skip):
                             cells_done[i] = ('timeout', 'NotebookTimeout', str(job['notebook_timeout']))
                     return None
                 status, ename, evalue = 'timeout', 'CellTimeout', str(timeout)
-            except Exception as e:  # it died, or sent what no honest C sends
-                how = c.ended() if isinstance(e, EOFError) else c.stop()
+            except Exception:  # it died, or sent what no honest C sends
+                how = c.stop()
                 if at >= len(order):
                     return None
                 status, ename, evalue = 'crashed', 'Died', how
@@ -212,8 +205,8 @@ def judge_notebook(shell, job, wire_in, wire_out):
             c = None
             send(wire_out, encode({'gid': gid, 'failed': 'timeout', 'why': str(job['timeout'])}))
             continue
-        except Exception as e:
-            why = c.ended() if isinstance(e, EOFError) else c.stop()
+        except Exception:
+            why = c.stop()
             c = None
             send(wire_out, encode({'gid': gid, 'failed': 'crashed', 'why': why}))
             continue
@@ -265,41 +258,32 @@ def no_more_processes(pid):
     f.load()
 
 
-class Sink:
+class Sink(io.TextIOBase):
     """Where the cells' printing goes: nowhere (the feedback shows the notebook as handed in)."""
-    encoding = 'utf-8'
 
     def write(self, text):
         return len(text)
 
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return False
-
 
 def child(shell, job, skip, wire_in, wire_out):
+    import ctypes
     import resource
     import checks
     import torch
     pid, cells, graded, memory_mb = os.getpid(), job['cells'], job['graded'], job['memory_mb']
-    try:
-        with open('/proc/self/oom_score_adj', 'w') as f:
-            f.write('1000')  # at the memory limit, the kernel stops C, not P
-    except OSError:
-        pass
-    if memory_mb:
-        data = resource.getrlimit(resource.RLIMIT_DATA)[0]
-        used = int(open('/proc/self/status').read().split('VmData:')[1].split()[0]) * 1024
-        limit = used + memory_mb * 2**20 // 2
-        if data == resource.RLIM_INFINITY or data > limit:
-            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    ctypes.CDLL('libc.so.6').prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: its own /proc files are its own again
+    with open('/proc/self/oom_score_adj', 'w') as f:
+        f.write('1000')  # at the sandbox's memory limit, the kernel stops C, not P
+    # a MemoryError for a cell asking for more than half the limit, before the limit stops C
+    used = int(open('/proc/self/status').read().split('VmData:')[1].split()[0]) * 1024
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    limit = used + memory_mb * 2**19 if hard == resource.RLIM_INFINITY else min(hard, used + memory_mb * 2**19)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.environ['BPN_STEPS'] = CHILD_STEPS
     # references taken before any student code runs: a cell that replaces these later changes nothing here
-    counter, write, save, load, BytesIO, pack = (torch._C._autograd._get_sequence_nr, os.write, torch.save,
-                                                torch.load, io.BytesIO, struct.pack)
+    counter, write, save, load, BytesIO, pack, read = (torch._C._autograd._get_sequence_nr, os.write, torch.save,
+                                                      torch.load, io.BytesIO, struct.pack, read_frame)
     runs = {gid: checks.spec(gid).run for gid, _ in graded}
 
     def reply(message):
@@ -317,36 +301,40 @@ def child(shell, job, skip, wire_in, wire_out):
             continue
         result = shell.run_cell(source, store_history=False)
         error = result.error_before_exec or result.error_in_exec
-        if error is None:
-            reply((i, 'ok', '', ''))
-        else:
-            reply((i, 'error', type(error).__name__, str(error)[:MAX_TEXT]))
+        report = (i, 'ok', '', '') if error is None else (i, 'error', type(error).__name__, str(error)[:MAX_TEXT])
+        # a failed cell's frames (and what they hold: a memory hog's list) go with its traceback
+        if error is not None:
+            traceback.clear_frames(error.__traceback__)
+            result = error = shell.last_execution_result = sys.last_type = sys.last_value = sys.last_traceback = None
+            gc.collect()
+        reply(report)
     sys.stdout = sys.stderr = Sink()
     reply('done')
     while True:
         try:
-            data = read_frame(wire_in)
+            data = read(wire_in)
         except EOFError:
             return
         start = counter()
-        ask = load(BytesIO(data), weights_only=True)
-        answer = shell.user_ns.get(dict(graded)[ask['gid']], Missing)
-        if answer is Missing:
-            reply({'gid': ask['gid'], 'missing': True, 'autograd_nodes': [counter() - start]})
+        outputs, nodes, ask = [], [], {'gid': None}
+        try:
+            ask = load(BytesIO(data), weights_only=True)
+            answer = shell.user_ns.get(dict(graded)[ask['gid']], MISSING)
+            if answer is MISSING:
+                reply({'gid': ask['gid'], 'missing': True, 'autograd_nodes': [counter() - start]})
+                continue
+            for case in ask['cases']:
+                outputs.append(runs[ask['gid']](answer, case))
+                nodes.append(counter() - start)
+                start = counter()
+        except BaseException as e:  # spec.run never raises; only the process's own trouble gets here
+            outputs = nodes = None
+            reply({'gid': ask['gid'], 'failed': 'crashed', 'why': type(e).__name__})
             continue
-        outputs, nodes = [], []
-        for case in ask['cases']:
-            outputs.append(runs[ask['gid']](answer, case))
-            nodes.append(counter() - start)
-            start = counter()
         if nodes:
             nodes[-1] += counter() - start
         reply({'gid': ask['gid'], 'outputs': outputs, 'autograd_nodes': nodes})
         sys.stdout = sys.stderr = Sink()
-
-
-class Missing:
-    pass
 
 
 if __name__ == '__main__':

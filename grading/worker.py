@@ -1,21 +1,16 @@
-"""One student, graded in a process and folders of its own.
-
-    python -m grading.worker JOB.json      (what grading/__main__ forks: run(JOB.json))
-
-JOB.json says who (student, folder with their notebooks), where (course: this student's
-private folder; template: the folder made by course.make_template) and the limits. The
-worker, outside the sandbox:
-1. picks and repairs the notebooks (grading/intake.py) and audits them (grading/audit.py):
-   a notebook the audit holds scores 0 and is listed in result['held'] for review;
-2. starts one sandbox (grading/sandbox.py) with the judge in it (grading/judge.py), sends
-   it each notebook's code cells (graded test cells left out) and reads how each cell ran;
-3. only then, one graded cell at a time, draws fresh inputs from a `secrets` seed, sends
-   them, and judges what comes back with the check's own `judge` (PyTorch's float64
-   reference, in this process). A graded cell scores its points when every case is right
-   and no autograd graph node was made while it ran, else 0 with the reason;
-4. writes the feedback: the notebook as handed in, each graded cell showing the verdict.
-It leaves result.json in its private folder: dict(student, scores, problems, held, seconds),
-each problem a dict(notebook, cell, stage, text, cause).
+"""One student, graded in a process and folders of its own: run(JOB.json), forked by
+grading/__main__. JOB.json says who (student, folder), where (course: this student's private
+folder; template: course.make_template's) and the limits. Outside the sandbox, the worker
+1. picks, repairs (grading/intake.py) and audits (grading/audit.py) the notebooks: one the
+   audit holds scores 0 and is listed in result['held'] for review;
+2. starts one sandbox with the judge in it (grading/sandbox.py, grading/judge.py), sends it
+   each notebook's code cells (graded test cells left out) and reads how each cell ran;
+3. then, one graded cell at a time, draws fresh inputs from a `secrets` seed, sends them, and
+   judges what comes back with the check's `judge` here: the points when every case is right
+   and no autograd node was made, else 0 with the reason;
+4. writes the feedback: the notebook as handed in, each graded cell showing its verdict.
+It leaves result.json: dict(student, scores, problems, held, seconds), each problem a
+dict(notebook, cell, stage, text, cause).
 """
 import copy
 import json
@@ -90,6 +85,8 @@ def judge_reply(spec, gid, cases, reply, job):
         return Verdict(f'the judge sent back nothing readable for {gid}', False, 'crashed')
     if reply.get('failed') == 'timeout':
         return Verdict(f'stopped after {job["timeout"]} s, the time limit per cell (an infinite loop?)', False, 'timeout')
+    if reply.get('failed') and reply.get('why') == 'MemoryError':
+        return Verdict(f'ran out of memory (the limit is {job["memory_mb"]} MB)', False, 'memory')
     if reply.get('failed'):
         return Verdict(f'the process running the notebook died running {gid} ({reply.get("why")}: os._exit, a crash '
                        'or the memory limit)', False, 'crashed')
@@ -119,8 +116,7 @@ class Judge:
     def __init__(self, job, home):
         self.box = sandbox.Box([sys.executable, '-m', 'grading.judge'], job.get('cgroups'), home.name,
                                job['memory_mb'], sandbox=job.get('sandbox', True))
-        if self.read(START_SECONDS) != 'ready':
-            raise RuntimeError('the judge did not start')
+        self.ready = False  # it imports torch while the worker reads the notebooks
 
     def read(self, seconds, cap=MAX_FRAME):
         message = decode(read_frame(self.box.stdout, cap, time.monotonic() + seconds))
@@ -128,42 +124,45 @@ class Judge:
             raise RuntimeError(f'the judge stopped: {message["judge_error"]}')
         return message
 
-    def ask(self, message, seconds):
+    def send(self, message):
+        if not self.ready and self.read(START_SECONDS) != 'ready':
+            raise RuntimeError('the judge did not start')
+        self.ready = True
         send(self.box.stdin, encode(message))
-        return self.read(seconds)
 
     def close(self):
         return self.box.stop()
 
 
-def run_notebook(judge, nb, release, specs, job):
-    """Cells, then graded cells, of one notebook in the judge: ([cell result or None per cell
-    of nb], {gid: Verdict})."""
+def run_notebook(judge, nb, release, specs, job, meanwhile):
+    """Cells, then graded cells, of one notebook in the judge: [cell result or None per cell of
+    nb] and {gid: (spec, cases, reply) or Verdict}. `meanwhile()` runs while the cells do."""
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and grade_id(c) not in release.points]
     graded = [(gid, specs[gid].answer) for gid in release.graded if specs.get(gid)]
-    done = judge.ask(dict(cells=[(label(nb.cells[i]), nb.cells[i].source) for i in code], graded=graded,
-                          timeout=job['timeout'], notebook_timeout=job['notebook_timeout'],
-                          memory_mb=job['memory_mb']), job['notebook_timeout'] + 60)
+    judge.send(dict(cells=[(label(nb.cells[i]), nb.cells[i].source) for i in code], graded=graded,
+                    timeout=job['timeout'], notebook_timeout=job['notebook_timeout'], memory_mb=job['memory_mb']))
+    meanwhile()
+    done = judge.read(job['notebook_timeout'] + 60)
     ran = [None] * len(nb.cells)
     for i, result in zip(code, done['cells'] if isinstance(done, dict) else []):
         ran[i] = tuple(map(str, result)) if isinstance(result, (list, tuple)) and len(result) == 3 else None
-    verdicts = {}
+    replies = {}
     for gid in release.graded:
         spec = specs.get(gid)
         if spec is None:
-            verdicts[gid] = Verdict(f'checks/ has no check for {gid}: this release and the kit disagree; scored 0',
-                                    False, 'other')
+            replies[gid] = Verdict(f'checks/ has no check for {gid}: this release and the kit disagree; scored 0',
+                                   False, 'other')
             continue
         try:
             cases = spec.cases(secrets.randbits(63))
         except Exception as e:  # the kit's own trouble: that cell cannot be graded
-            verdicts[gid] = Verdict(f'the grader could not make the inputs of {gid} ({type(e).__name__}: {e}); '
-                                    'scored 0', False, 'other')
+            replies[gid] = Verdict(f'the grader could not make the inputs of {gid} ({type(e).__name__}: {e}); '
+                                   'scored 0', False, 'other')
             continue
-        reply = judge.ask(dict(gid=gid, cases=cases), job['timeout'] + job['notebook_timeout'] + 60)
-        verdicts[gid] = judge_reply(spec, gid, cases, reply, job)
-    send(judge.box.stdin, encode('end'))
-    return ran, verdicts
+        judge.send(dict(gid=gid, cases=cases))
+        replies[gid] = (spec, cases, judge.read(job['timeout'] + job['notebook_timeout'] + 60))
+    judge.send('end')
+    return ran, replies
 
 
 def problems_of(nb, release, ran, verdicts, scores, memory_mb):
@@ -211,6 +210,11 @@ def grade(job):
     submitted.mkdir(parents=True)
     problems, held, repaired = [], [], {}
 
+    judge = None
+    try:
+        judge = Judge(job, home)
+    except Exception:  # tried again, and said, for each notebook below
+        judge = None
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     problems += [dict(p, cause='missing') for p in found if 'is missing' in p['text']]
     problems += [p for p in found if 'is missing' not in p['text']]
@@ -251,7 +255,18 @@ def grade(job):
     specs = checks.specs()
     scores = {name: {g: 0.0 for g in release.points} for name, release in assignment.notebooks.items()}
     verdicts = {name: {} for name in repaired}
-    judge = None
+    todo = []  # judging what came back for one notebook, done while the judge runs the next one's cells
+
+    def judge_all():
+        while todo:
+            name, nb, ran, replies = todo.pop()
+            release = assignment.notebooks[name]
+            verdicts[name] = {gid: r if isinstance(r, Verdict) else judge_reply(r[0], gid, r[1], r[2], job)
+                              for gid, r in replies.items()}
+            scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
+            problems.extend(dict(p, notebook=name) for p in problems_of(nb, release, ran, verdicts[name], scores[name],
+                                                                         job['memory_mb']))
+
     for name, nb in repaired.items():
         release = assignment.notebooks[name]
         if name in held:
@@ -260,7 +275,7 @@ def grade(job):
             continue
         try:
             judge = judge or Judge(job, home)
-            ran, verdicts[name] = run_notebook(judge, nb, release, specs, job)
+            todo.append((name, nb, *run_notebook(judge, nb, release, specs, job, judge_all)))
         except Exception as e:  # the judge died or went silent: this notebook scores 0, the next gets a new one
             said = judge.close() if judge else ''
             judge = None
@@ -268,11 +283,7 @@ def grade(job):
             last = [ln for ln in said.splitlines() if ln.strip()]
             problems.append(dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
                                  f'({why}{"; " + last[-1] if last else ""}); scored 0'))
-            verdicts[name] = {}
-            continue
-        scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
-        problems += [dict(p, notebook=name) for p in problems_of(nb, release, ran, verdicts[name], scores[name],
-                                                                 job['memory_mb'])]
+    judge_all()
     if judge is not None:
         judge.close()
 

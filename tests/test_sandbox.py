@@ -258,6 +258,38 @@ def test_the_judges_child_can_start_no_thread_process_or_program(cgroups):
     assert ran[6][0] == 'ok'
 
 
+def test_the_judge_counts_the_autograd_nodes_a_graded_call_makes_however_it_is_spelled(cgroups):
+    import secrets
+    import checks
+    from tests.kit import solved
+    nb = solved('01_atomic_backprop')
+    cells = [(c.metadata.get('nbgrader', {}).get('grade_id', 'added'), c.source) for c in nb.cells
+             if c.cell_type == 'code' and not c.metadata.get('nbgrader', {}).get('grade')]
+    cells.append(('added', '''
+honest = backprop_layer2
+def backprop_layer2(dlogits, h, W2):
+    with getattr(torch, 'enable' + '_grad')():
+        w = W2.clone().requires_grad_()
+        (w * 2).sum().backward()
+    return honest(dlogits, h, W2)
+'''))
+    graded = [('test_stage1', 'backprop_cross_entropy'), ('test_stage2', 'backprop_layer2')]
+    box = sandbox.Box([sys.executable, '-m', 'grading.judge'], cgroups, f'count-{os.getpid()}', 1024)
+    try:
+        assert decode(read_frame(box.stdout, 2**20, time.monotonic() + 300)) == 'ready'
+        send(box.stdin, encode(dict(cells=cells, graded=graded, timeout=60, notebook_timeout=300, memory_mb=1024)))
+        ran = decode(read_frame(box.stdout, 2**20, time.monotonic() + 300))['cells']
+        assert all(r[0] == 'ok' for r in ran), ran
+        nodes = {}
+        for gid, _ in graded:
+            send(box.stdin, encode(dict(gid=gid, cases=checks.spec(gid).cases(secrets.randbits(63)))))
+            nodes[gid] = decode(read_frame(box.stdout, 2**26, time.monotonic() + 300))['autograd_nodes']
+    finally:
+        box.stop()
+    assert nodes['test_stage1'] == [0, 0, 0, 0]
+    assert len(nodes['test_stage2']) == 4 and all(k > 0 for k in nodes['test_stage2'])
+
+
 def test_make_grade_without_bubblewrap_says_what_to_install_and_refuses(tmp_path):
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # no /usr/bin: no bwrap
     run = subprocess.run([sys.executable, '-m', 'grading', str(tmp_path), '--out', str(tmp_path / 'out')],

@@ -1,6 +1,7 @@
-"""Notebook 4: the solution trains on its own gradients; nbgrader gives the backward pass, the
-first steps, the step without autograd and the trained loss their points only when earned;
-`make bench` names every figure it measures."""
+"""Notebook 4: the solution trains on its own gradients; nbgrader (by hand, in the kernel) and
+the grader (`python -m grading`, its judge training a fresh network with the student's
+train_step) give the backward pass, the first steps, the step without autograd and the
+trained loss their points only when earned; `make bench` names every figure it measures."""
 import re
 import subprocess
 import sys
@@ -72,6 +73,26 @@ def test_broken_backward_fails_the_gradient_checks_and_the_loss_bar(scores):
 
 def test_step_that_calls_loss_backward_fails_only_the_no_grad_check(scores):
     assert lost(scores, 'calls_backward', POINTS) == {'test_no_grad_step'}
+
+
+@pytest.fixture(scope='module')
+def judged(tmp_path_factory):
+    from tests.test_visible_predicts_grade import graded_by_the_grader
+    students = {'solver': solved(NB), 'blank': blank(NB), 'calls_backward': replaced(NB, 'train_step', AUTOGRAD_STEP)}
+    return graded_by_the_grader(tmp_path_factory.mktemp('graded'), NB, students, steps=STEPS)
+
+
+def test_the_grader_trains_with_the_students_step_and_gives_the_solution_full_marks(judged):
+    scores, problems = judged
+    assert scores['solver'] == POINTS
+    assert scores['blank'] == {k: 0 for k in POINTS}
+    assert not [p for p in problems if p['student'] == 'solver']
+
+
+def test_a_step_that_trains_with_autograd_is_held_by_the_grader_and_scores_nothing(judged):
+    scores, problems = judged
+    assert scores['calls_backward'] == {k: 0 for k in POINTS}
+    assert any(p['student'] == 'calls_backward' and 'backward' in p['problem'] for p in problems)
 
 
 def test_loss_bar_tightens_with_more_steps_and_holds_between_measured_counts():

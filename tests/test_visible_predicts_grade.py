@@ -1,9 +1,33 @@
 """Honest habits that pass on a notebook's own float32 batch but not on the grader's batches:
 the visible check (run as the student runs it, on the release) flags each with its cause,
-and its verdict is the grade (nbgrader's real CLI)."""
+and its verdict is the grade (the grader's real entry point, `python -m grading`)."""
+import csv
+import os
+import subprocess
+import sys
+
+import nbformat
 import pytest
 
-from tests.kit import execute, grade_class, mutated, printed, solved
+from tests.kit import ROOT, execute, mutated, printed, solved
+
+
+def graded_by_the_grader(folder, name, students, steps=None):
+    """{student: {grade id: points}} from one run of `python -m grading` (as `make grade`)
+    on `students` ({student: notebook `name`}), and the problem rows."""
+    for student, nb in students.items():
+        (folder / 'class' / student).mkdir(parents=True)
+        nbformat.write(nb, folder / 'class' / student / f'{name}.ipynb')
+    env = dict(os.environ, **({'BPN_STEPS': str(steps)} if steps else {}))
+    run = subprocess.run([sys.executable, '-m', 'grading', str(folder / 'class'), '--out', str(folder / 'out'),
+                          '--jobs', '2', '--notebooks', name], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(folder / 'out' / 'grades.csv') as f:
+        rows = [r for r in csv.DictReader(f) if r['student'] in students]
+    with open(folder / 'out' / 'problems.csv') as f:
+        problems = list(csv.DictReader(f))
+    return {r['student']: {k.split('/')[1]: float(v) for k, v in r.items() if k.startswith(name + '/')}
+            for r in rows}, problems
 
 ONE_HOT_MATMUL = ('dC = torch.zeros_like(C)\n    dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))',
                   'dC = F.one_hot(Xb.view(-1), C.shape[0]).float().T @ demb.view(-1, C.shape[1])')
@@ -36,7 +60,7 @@ def results(tmp_path_factory):
     out = {}
     for name in sorted({nb for nb, *_ in HABITS.values()}):
         mine = {s: notebooks[s] for s, (nb, *_) in HABITS.items() if nb == name}
-        scores = grade_class(tmp_path_factory.mktemp('course'), name, mine).scores()
+        scores, _ = graded_by_the_grader(tmp_path_factory.mktemp('course'), name, mine)
         for student, nb in mine.items():
             gid = HABITS[student][1]
             ran = execute(nb, tmp_path_factory.mktemp('run'), allow_errors=True)
@@ -62,8 +86,7 @@ def test_a_step_that_ignores_its_learning_rate_is_flagged_visibly_and_loses_its_
     name = '04_manual_training'
     monkeypatch.setenv('BPN_STEPS', '1000')  # the kernels run here inherit it: seconds of training
     nb = mutated(name, ('train_step', 'p.add_(grad, alpha=-lr)', 'p.add_(grad, alpha=-0.1)'))
-    (tmp_path / 'course').mkdir()
-    scores = grade_class(tmp_path / 'course', name, {'ignores_lr': nb}, {'BPN_STEPS': '1000'}).scores()
+    scores, _ = graded_by_the_grader(tmp_path, name, {'ignores_lr': nb}, steps=1000)
     ran = execute(nb, tmp_path, allow_errors=True)
     shown = printed(ran, 'test_no_grad_step')
     assert 'use the lr argument' in shown, shown
