@@ -247,6 +247,8 @@ class Reader(ast.NodeVisitor):
             self.flag('held', f'uses {full}')
         elif what and dunder(what):
             self.flag('held', f'uses {full}')
+        elif full.split('.')[0] == 'checks':
+            self.flag(None, "imports the grader's checks")
 
     def visit_Import(self, node):
         for a in node.names:
@@ -273,6 +275,8 @@ class Reader(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
+        if not isinstance(node.ctx, ast.Load) and root_of(node, self.names) in SENSITIVE:
+            return self.generic_visit(node)  # named by replaced() already
         self.attribute(node, node.attr, node.value)
 
     def replaced(self, target):
