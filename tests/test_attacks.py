@@ -573,11 +573,26 @@ def test_the_audit_names_what_it_holds_for_review(graded):
         assert any(phrase in line for line in problems(graded['out'], student)), (student, problems(graded['out'], student))
 
 
-def test_autograd_that_runs_scores_0_with_the_reason(graded):
+# with the audit muted, the wall each attack meets, as its problem line says it
+WALLS = {
+    'a_autograd_in_a_thread': "can't start new thread",  # seccomp
+    'a_autograd_in_a_fork': 'Operation not permitted',  # seccomp
+    'a_autograd_in_a_subprocess': 'Operation not permitted',  # seccomp
+    'a_autograd_by_getattr': 'autograd computed the answer',  # the judge's count of graph nodes
+    'a_forges_handins': "can't start new thread",  # and no hand-in file to forge
+    'a_hogs_memory': 'ran out of memory',  # one memory limit for the sandbox
+    'a_damages': 'Operation not permitted',  # no process to outlive the sandbox
+    'a_kills': 'Operation not permitted',  # no fork, no signal to another process
+}
+
+
+def test_with_the_audit_muted_each_attack_meets_a_wall(graded):
     if not graded['muted']:
-        pytest.skip('the audit holds it before it runs')
-    lines = problems(graded['out'], 'a_autograd_by_getattr')
-    assert any('autograd' in line and 'test_stage2' in line for line in lines), lines
+        pytest.skip('the audit holds them before they run')
+    for student, phrase in WALLS.items():
+        lines = problems(graded['out'], student)
+        assert any(phrase in line for line in lines), (student, lines)
+        assert not any('uses ' in line for line in lines), f'the audit was not muted: {lines}'
 
 
 def test_notebook_4_scores_the_network_the_grader_trains_not_the_one_handed_in(graded4):
