@@ -96,46 +96,31 @@ def dunder(name):
     return re.fullmatch(r'__\w+__', name) is not None and name not in SAFE_DUNDERS
 
 
-def local_names(fn):
-    """The names a function (or lambda) binds in its own scope."""
-    args = fn.args
-    names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg] if a}
-    declared, todo = set(), list(fn.body) if isinstance(fn.body, list) else [fn.body]
+def binds(nodes):
+    """The names these statements bind in their own scope (not in functions they define)."""
+    names, declared, todo = set(), set(), list(nodes)
     while todo:
         node = todo.pop()
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
-            continue
-        if isinstance(node, ast.Lambda):
-            continue
-        if isinstance(node, (ast.Global, ast.Nonlocal)):
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
             declared.update(node.names)
-        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            names.add(node.id)
-        elif isinstance(node, ast.alias):
-            names.add(node.asname or node.name.split('.')[0])
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            names.add(node.name)
-        todo.extend(ast.iter_child_nodes(node))
+        elif not isinstance(node, ast.Lambda):
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                names.add(node.id)
+            elif isinstance(node, ast.alias):
+                names.add(node.asname or node.name.split('.')[0])
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                names.add(node.name)
+            todo.extend(ast.iter_child_nodes(node))
     return names - declared
 
 
-def bound(statement):
-    """The global names a top-level statement binds."""
-    names, todo = set(), [statement]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-            continue
-        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
-            continue
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            names.add(node.id)
-        elif isinstance(node, ast.alias):
-            names.add(node.asname or node.name.split('.')[0])
-        todo.extend(ast.iter_child_nodes(node))
-    return names
+def local_names(fn):
+    """The names a function (or lambda) binds: its arguments and what its body binds."""
+    args = fn.args
+    names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg] if a}
+    return names | binds(fn.body if isinstance(fn.body, list) else [fn.body])
 
 
 def written_path(call, names):
@@ -389,7 +374,7 @@ def scan(nb, release):
         for statement in tree.body:
             reader = Reader(names)
             reader.visit(statement)
-            for name in bound(statement):
+            for name in binds([statement]):
                 binders.setdefault(name, []).append(len(statements))
             statements.append((i, statement, reader, student))
 
@@ -418,13 +403,13 @@ def scan(nb, release):
             else:
                 found.append((i, text + (f' inside `{where}`' if where else ''), cause))
         for where, texts in spellings.items():
-            names = ', '.join(sorted(bound(statement)))
+            names = ', '.join(sorted(binds([statement])))
             text = '; '.join(texts[:3]) + (f' and {len(texts) - 3} more' if len(texts) > 3 else '')
             text += f' inside `{where}`' if where else f' for `{names}`' if names else ''
             if where != reached[k]:
                 text += f', reached from the graded `{reached[k]}`'
             found.append((i, text, 'autograd'))
-        for name in sorted(bound(statement) & set(release.kit_names)):
+        for name in sorted(binds([statement]) & set(release.kit_names)):
             if not (isinstance(statement, (ast.Import, ast.ImportFrom)) and
                     aliases(statement).get(name) == release.kit_names[name]):
                 found.append((i, f'defines `{name}` again, which the kit provides', None))
