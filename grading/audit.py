@@ -29,13 +29,14 @@ from grading.course import aliases, grade_id
 
 AUTOGRAD = {'backward', 'autograd', 'grad', 'grad_fn', 'enable_grad', 'set_grad_enabled', 'requires_grad',
             'requires_grad_', 'retain_grad', 'retains_grad', 'register_hook', 'saved_tensors_hooks',
-            'functorch', 'forward_ad', 'jvp', 'vjp', 'jacfwd', 'jacrev', 'hessian'}
-TORCH_ONLY = {'func', 'ops', '_C', '_functorch'}  # autograd when hung off torch: torch.func, torch.ops, torch._C
+            'functorch', 'forward_ad', 'jvp', 'vjp', 'jacfwd', 'jacrev', 'hessian', '_grad', '_grad_fn',
+            '_backward_hooks'}
+TORCH_ONLY = {'func', 'ops', '_ops', '_C', '_functorch'}  # autograd when hung off torch: torch.func, torch.ops, torch._C
 AUTOGRAD_MODULES = ('torch.autograd', 'torch.func', 'torch._C', 'torch.ops', 'torch._functorch', 'functorch',
                     'torch.nn.grad')
 MODULES = ('threading', '_thread', 'concurrent', 'multiprocessing', 'torch.multiprocessing', 'subprocess', 'pty',
            'signal', '_signal', 'atexit', 'asyncio', 'importlib', 'ctypes', '_ctypes', 'gc', 'inspect', 'socket',
-           'runpy', 'posix', '_posixsubprocess', 'builtins', 'code', 'marshal', 'mmap', 'faulthandler')
+           'runpy', 'posix', '_posixsubprocess', 'builtins', 'code', 'marshal', 'mmap', 'faulthandler', 'pkgutil', 'pydoc')
 OS = {'fork', 'forkpty', 'system', 'popen', 'kill', 'killpg', 'pidfd_open', 'register_at_fork', 'setsid',
       'read', 'write', 'pread', 'pwrite', 'readv', 'writev', 'sendfile', 'dup', 'dup2', 'fdopen', 'open', 'pipe',
       'pipe2', 'openpty', 'memfd_create', 'environ', 'environb', 'getenv', 'getenvb', 'putenv', 'unsetenv'}
@@ -45,8 +46,10 @@ ANYWHERE = {'_getframe', 'currentframe', 'f_back', 'f_locals', 'f_globals', 'f_b
             'tb_frame', 'tb_next', 'gi_frame', 'cr_frame', 'ag_frame', 'fileno',  # frames, descriptors
             'run_cell', 'run_cell_async', 'run_code', 'run_ast_nodes', 'transform_cell', 'input_transformers_post',
             'input_transformers_cleanup', 'ast_transformers', 'events', 'showtraceback', 'set_custom_exc',
-            'InteractiveTB', 'CustomTB', 'custom_exceptions', 'user_ns', 'user_global_ns', 'displayhook'}  # IPython
+            'InteractiveTB', 'CustomTB', 'custom_exceptions', 'user_ns', 'user_global_ns', 'displayhook', 'ev', 'ex',
+            'safe_execfile', 'safe_run_module'}  # IPython
 BUILTINS = {'exec', 'eval', 'compile', '__import__', 'breakpoint'}
+NAMED_BY = {'getattr': 1, 'setattr': 1, 'delattr': 1, 'hasattr': 1, 'attrgetter': 0, 'methodcaller': 0}  # its argument
 SAFE_DUNDERS = {'__init__', '__name__', '__qualname__', '__doc__', '__version__', '__main__'}
 SHELL_MAGICS = {'system', 'sx', 'sc', 'bash', 'sh', 'script', 'perl', 'ruby', 'python', 'python2', 'python3',
                 'pypy', 'run', 'load', 'env', 'set_env', 'pip', 'conda', 'mamba', 'load_ext', 'reload_ext',
@@ -160,12 +163,13 @@ class Reader(ast.NodeVisitor):
         if (cause, text, where) not in self.found:
             self.found.append((cause, text, where))
 
-    def autograd(self, node, text):
+    def autograd(self, parts, text):
         """Name an autograd spelling, once: not again for the parts of the same expression."""
         if not self.inside_autograd:
             self.flag('autograd', text)
         self.inside_autograd += 1
-        self.generic_visit(node)
+        for part in parts:
+            self.visit(part)
         self.inside_autograd -= 1
 
     # scopes: what a function binds is its own, not a notebook global
@@ -198,7 +202,7 @@ class Reader(ast.NodeVisitor):
     def visit_Name(self, node):
         if isinstance(node.ctx, ast.Load) and not any(node.id in s for s in self.scopes):
             self.reads.add(node.id)
-            if node.id in BUILTINS:
+            if node.id in BUILTINS or node.id in NAMED_BY:  # a call of getattr(...) never comes here
                 self.flag('held', f'uses `{node.id}`')
         if dunder(node.id):
             self.flag('held', f'uses `{node.id}`')
@@ -209,7 +213,7 @@ class Reader(ast.NodeVisitor):
         if node.value.isidentifier():
             self.reads.add(node.value)  # globals()['helper'] reads helper too
         if node.value in AUTOGRAD or node.value == '_C':
-            self.autograd(node, f"names '{node.value}' in a string")
+            self.autograd([], f"names '{node.value}' in a string")
         elif dunder(node.value):
             self.flag('held', f"names '{node.value}' in a string")
         elif node.value.startswith(RAW_PATHS):
@@ -246,18 +250,21 @@ class Reader(ast.NodeVisitor):
         self.generic_visit(node)
 
     # attributes
-    def attribute(self, node, attr, value):
-        """Name what reading `attr` of `value` does (node: the expression, for its spelling)."""
+    def attribute(self, node, attr, value, parts=None):
+        """Name what reading `attr` of `value` does (node: the expression, for its spelling;
+        parts: what else to read in it, by default `value`)."""
+        parts = [value] if parts is None else parts
         base = dotted(value, {} if self.local(value) else self.names) or ''
         chain = [attr] + re.findall(r'\.(\w+)', base)  # torch.ops.aten.tanh_backward: ops is in the chain
         if AUTOGRAD & set(chain) or (TORCH_ONLY & set(chain) and root_of(value, self.names) == 'torch'):
-            return self.autograd(node, f'uses `{spelled(node)}`')
+            return self.autograd(parts, f'uses `{spelled(node)}`')
         if base in ('os', 'posix') and (attr in OS or attr.startswith(('exec', 'spawn', 'posix_spawn'))) or \
                 base == 'sys' and attr in SYS or attr in ANYWHERE or dunder(attr):
             self.flag('held', f'uses `{spelled(node)}`')
         if attr == 'system' and base == 'get_ipython()':
             self.flag('held', 'runs a shell command (!)')
-        self.generic_visit(node)
+        for part in parts:
+            self.visit(part)
 
     def visit_Attribute(self, node):
         if not isinstance(node.ctx, ast.Load) and root_of(node, self.names) in SENSITIVE:
@@ -292,19 +299,22 @@ class Reader(ast.NodeVisitor):
 
     def visit_keyword(self, node):
         if node.arg == 'requires_grad' and not (isinstance(node.value, ast.Constant) and node.value.value is False):
-            return self.autograd(node, f'asks for requires_grad={spelled(node.value)}')
+            return self.autograd([node.value], f'asks for requires_grad={spelled(node.value)}')
         self.generic_visit(node)
 
     def visit_Call(self, node):
         f, args = node.func, node.args
-        name = f.id if isinstance(f, ast.Name) else None
-        if name in ('getattr', 'setattr', 'delattr', 'hasattr') and len(args) > 1:
-            if not isinstance(args[1], ast.Constant):
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if name in NAMED_BY and len(args) > NAMED_BY[name]:
+            what = args[NAMED_BY[name]]
+            if not isinstance(what, ast.Constant):
                 self.flag('held', f'calls {name}() with a computed name')
-            elif name == 'getattr' and isinstance(args[1].value, str):
-                return self.attribute(node, args[1].value, args[0])
+            elif name == 'getattr' and isinstance(what.value, str):
+                return self.attribute(node, what.value, args[0], args + node.keywords)
             elif name in ('setattr', 'delattr') and root_of(args[0], self.names) in SENSITIVE:
-                self.flag('held', f'replaces `{spelled(args[0])}.{args[1].value}` ({name})')
+                self.flag('held', f'replaces `{spelled(args[0])}.{what.value}` ({name})')
+            if isinstance(f, ast.Name):
+                return [self.visit(a) for a in args + node.keywords]
         if isinstance(f, ast.Attribute) and f.attr in MUTATORS and root_of(f.value, self.names) in \
                 SENSITIVE - {'torch', 'numpy', 'math'}:
             self.flag('held', f'changes `{spelled(f.value)}` in place')
@@ -314,15 +324,20 @@ class Reader(ast.NodeVisitor):
         path = written_path(node, self.names)
         if path is not None and outside(path):
             self.flag('held', f'writes {path!r}, outside its working folder')
-        if isinstance(f, ast.Attribute) and f.attr in ('run_line_magic', 'run_cell_magic') and args and \
-                isinstance(args[0], ast.Constant):
-            self.magic(str(args[0].value), [a.value for a in args[1:] if isinstance(a, ast.Constant)])
-        if isinstance(f, ast.Attribute) and f.attr in AUTOGRAD and not self.inside_autograd:
-            self.flag('autograd', f'calls `{spelled(f)}()`')
-            self.inside_autograd += 1
-            self.generic_visit(node)
-            self.inside_autograd -= 1
-            return
+        if name in ('run_line_magic', 'run_cell_magic') and args:
+            if not all(isinstance(a, ast.Constant) for a in args):
+                self.flag('held', f'calls {name}() with computed code')
+            else:
+                self.magic(str(args[0].value), [a.value for a in args[1:]])
+        if isinstance(f, ast.Attribute) and f.attr in AUTOGRAD:
+            return self.autograd([f.value] + args + node.keywords, f'calls `{spelled(f)}()`')
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node):
+        space = node.value.func.id if isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) \
+            else None
+        if space in ('vars', 'globals', 'locals') and not isinstance(node.slice, ast.Constant):
+            self.flag('held', f'looks up a computed name in {space}()')
         self.generic_visit(node)
 
     def magic(self, name, texts):

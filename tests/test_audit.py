@@ -276,6 +276,13 @@ MACHINERY = {
     'pip': '%pip install requests',
     'a socket': 'import socket',
     'IPython hooks': "get_ipython().events.register('post_run_cell', print)",
+    'attrgetter with a computed name': "from operator import attrgetter\nag = attrgetter('auto' + 'grad')(torch)",
+    'getattr passed around': 'g = getattr\nag = g(torch, name)',
+    'vars() with a computed name': 'ag = vars(torch)[name]',
+    'pkgutil': "import pkgutil\nag = pkgutil.resolve_name('torch.' + name)",
+    'pydoc': 'from pydoc import locate',
+    'IPython ev': "get_ipython().ev('1 + 1')",
+    'a magic with computed code': "get_ipython().run_line_magic(name, '')",
 }
 
 
