@@ -79,6 +79,7 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(assignment.gradebook, folder / 'gradebook.db')
     paths = machine_paths(scrub_paths)
     mine = {name: [p for p in problems if p.get('notebook') in (name, None)] for name in notebooks}

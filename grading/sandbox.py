@@ -141,23 +141,27 @@ class Cgroups:
     def stop(self):
         """Kill every task left in them, then remove them."""
         for path in self.paths.values():
-            for _ in range(200):
-                try:
-                    left = [int(p) for p in (path / 'cgroup.procs').read_text().split()]
-                except (OSError, ValueError):
-                    left = []
-                if not left:
-                    break
-                for pid in left:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.02)
+            kill_and_remove(path)
+
+
+def kill_and_remove(cgroup):
+    for _ in range(200):
+        try:
+            left = [int(p) for p in (cgroup / 'cgroup.procs').read_text().split()]
+        except (OSError, ValueError):
+            left = []
+        if not left:
+            break
+        for pid in left:
             try:
-                path.rmdir()
-            except OSError:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
+        time.sleep(0.02)
+    try:
+        cgroup.rmdir()
+    except OSError:
+        pass
 
 
 def remove_cgroups(parents):
@@ -166,13 +170,8 @@ def remove_cgroups(parents):
         if Path(parent).is_dir():
             for child in Path(parent).iterdir():
                 if child.is_dir():
-                    c = Cgroups.__new__(Cgroups)
-                    c.paths = {'x': child}
-                    c.stop()
-            try:
-                Path(parent).rmdir()
-            except OSError:
-                pass
+                    kill_and_remove(child)
+            kill_and_remove(Path(parent))
 
 
 class Box:

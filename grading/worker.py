@@ -19,6 +19,7 @@ import secrets
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -210,14 +211,12 @@ def grade(job):
     submitted.mkdir(parents=True)
     problems, held, repaired = [], [], {}
 
-    judge = None
     try:
-        judge = Judge(job, home)
+        judge = Judge(job, home)  # it imports torch while this process reads the notebooks
     except Exception:  # tried again, and said, for each notebook below
         judge = None
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
-    problems += [dict(p, cause='missing') for p in found if 'is missing' in p['text']]
-    problems += [p for p in found if 'is missing' not in p['text']]
+    problems += [dict(p, cause='missing') if p['text'].endswith('is missing') else p for p in found]
     kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
     for name in ('timestamp.txt', 'submission_secret.txt'):
         found = next(Path(job['folder']).rglob(name), None)
@@ -256,6 +255,17 @@ def grade(job):
     scores = {name: {g: 0.0 for g in release.points} for name, release in assignment.notebooks.items()}
     verdicts = {name: {} for name in repaired}
     todo = []  # judging what came back for one notebook, done while the judge runs the next one's cells
+    pages = ThreadPoolExecutor(1)  # and each notebook's feedback page is written meanwhile too
+    written = {}
+
+    def page(name):
+        nb = shown(repaired[name], assignment.notebooks[name], verdicts[name], scores[name])
+        out = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out)
+        mine = [p for p in problems if p.get('notebook') in (name, None)]
+        written[name] = pages.submit(feedback.write, home / 'fb' / name, assignment, sid, {name: nb}, scores, mine,
+                                     [home, job.get('out', home)])
 
     def judge_all():
         while todo:
@@ -266,12 +276,14 @@ def grade(job):
             scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
             problems.extend(dict(p, notebook=name) for p in problems_of(nb, release, ran, verdicts[name], scores[name],
                                                                          job['memory_mb']))
+            page(name)
 
     for name, nb in repaired.items():
         release = assignment.notebooks[name]
         if name in held:
             verdicts[name] = {g: Verdict('held for review: the audit named what is listed above', False, 'held')
                               for g in release.graded}
+            page(name)
             continue
         try:
             judge = judge or Judge(job, home)
@@ -283,27 +295,26 @@ def grade(job):
             last = [ln for ln in said.splitlines() if ln.strip()]
             problems.append(dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
                                  f'({why}{"; " + last[-1] if last else ""}); scored 0'))
-    judge_all()
+            page(name)
     if judge is not None:
         judge.close()
-
-    pages = {name: shown(nb, assignment.notebooks[name], verdicts[name], scores[name]) for name, nb in repaired.items()}
-    for name, nb in pages.items():
-        out = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
-        out.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out)
-    if pages:
-        (home / 'fb').mkdir()
+    judge_all()
+    pages.shutdown()
+    folder = home / 'fb' / 'feedback' / sid / assignment.name
+    for name, done in written.items():
         try:
-            result = feedback.write(home / 'fb', assignment, sid, pages, scores, problems, [home, job.get('out', home)])
+            trouble = done.result()
         except Exception as e:  # the feedback's trouble must not cost the grade
-            result = f'the grader could not write the feedback ({type(e).__name__}: {e})'
-        if result:
-            problems.append(dict(text=result))
-        folder = home / 'fb' / 'feedback' / sid / assignment.name
-        if folder.is_dir():
-            for name, data in kept.items():
-                (folder / name).write_bytes(data)
+            trouble = f'the grader could not write the feedback ({type(e).__name__}: {e})'
+        if trouble:
+            problems.append(dict(notebook=name, text=trouble))
+        made = home / 'fb' / name / 'feedback' / sid / assignment.name / f'{name}.html'
+        if made.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            made.rename(folder / made.name)
+    if folder.is_dir():
+        for name, data in kept.items():
+            (folder / name).write_bytes(data)
     return dict(student=sid, scores=scores, problems=problems, held=held, seconds=time.monotonic() - started)
 
 
