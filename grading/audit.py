@@ -2,23 +2,14 @@
 
     scan(nb, release) -> [(cell index, text, cause)]
 
-It reads every cell the student wrote (answer cells and cells they added; not the kit's
-locked cells) and names two things:
-
-- autograd (cause 'autograd') where the grade can reach it: in a graded function
-  (`checks.spec(gid).answer`) and in whatever of the student's it reaches, followed by
-  name from cell to cell (functions, classes, globals, imports). An autograd experiment in
-  a cell of their own that no graded function reaches is study: not named.
-- the grader's machinery (cause 'held'), wherever it is: threads and processes, names
-  computed at run time, exec and eval, frames, gc, ctypes, dunder attributes, the
-  environment, raw descriptors and /proc, hooks on how code runs, replacing what torch,
-  sys, builtins, checks or helpers hold, files written outside the working folder.
-
-Either holds the notebook (the worker scores it 0 and marks it for review). The judge
-counts autograd nodes in the same process as the student's code, so code that reaches the
-judge's memory or its pipe could forge the count: this audit is the tripwire for that, and
-a human decides. A note (cause None) holds nothing: many numbers typed in, a name the kit
-provides defined again.
+It reads every cell the student wrote (answer cells and cells they added, not the kit's
+locked cells) and names autograd where a graded function (`checks.spec(gid).answer`) can
+reach it, following names from cell to cell (cause 'autograd'; an autograd experiment that
+no graded function reaches is study), and the grader's machinery wherever it is (cause
+'held'). Either holds the notebook for a person to review: the judge counts autograd nodes
+in the same process as the student's code, so code that reaches its memory or its pipe
+could forge the count, and the audit is the tripwire for that. A note (cause None) holds
+nothing: many numbers typed in, a name the kit provides defined again.
 """
 import ast
 import re
@@ -230,24 +221,17 @@ class Reader(ast.NodeVisitor):
         full = f'{module}.{what}' if what else module
         if full.startswith(AUTOGRAD_MODULES) or (module == 'torch' and what in AUTOGRAD | TORCH_ONLY):
             self.flag('autograd', f'imports {full}')
-        elif any(full == m or full.startswith(m + '.') for m in MODULES):
-            self.flag('held', f'uses {full}')
-        elif module in ('os', 'posix') and what in OS | {'exec', 'spawn'} or module == 'sys' and what in SYS:
-            self.flag('held', f'uses {full}')
-        elif what and dunder(what):
+        elif any(full == m or full.startswith(m + '.') for m in MODULES) or what and dunder(what) or \
+                module in ('os', 'posix') and what in OS | {'exec', 'spawn'} or module == 'sys' and what in SYS:
             self.flag('held', f'uses {full}')
         elif full.split('.')[0] == 'checks':
             self.flag(None, "imports the grader's checks")
 
     def visit_Import(self, node):
         for a in node.names:
-            self.imported(a.name)
-        self.generic_visit(node)
+            self.imported(*([node.module or '', a.name] if isinstance(node, ast.ImportFrom) else [a.name]))
 
-    def visit_ImportFrom(self, node):
-        for a in node.names:
-            self.imported(node.module or '', a.name)
-        self.generic_visit(node)
+    visit_ImportFrom = visit_Import
 
     # attributes
     def attribute(self, node, attr, value, parts=None):
@@ -282,20 +266,11 @@ class Reader(ast.NodeVisitor):
             self.flag('held', f'replaces `{spelled(target)}`')
 
     def visit_Assign(self, node):
-        for t in node.targets:
+        for t in getattr(node, 'targets', None) or [node.target]:
             self.replaced(t)
         self.generic_visit(node)
 
-    def visit_AugAssign(self, node):
-        self.replaced(node.target)
-        self.generic_visit(node)
-
-    visit_AnnAssign = visit_AugAssign
-
-    def visit_Delete(self, node):
-        for t in node.targets:
-            self.replaced(t)
-        self.generic_visit(node)
+    visit_AugAssign = visit_AnnAssign = visit_Delete = visit_Assign
 
     def visit_keyword(self, node):
         if node.arg == 'requires_grad' and not (isinstance(node.value, ast.Constant) and node.value.value is False):
