@@ -1,49 +1,55 @@
-"""Reading the student's code for attempts to bend the grader.
+"""The audit: the student's code, read before any of it runs.
 
-Scores never depend on this: the grader judges what the hidden tests hand in, outside the
-student's sandbox, on inputs drawn for this run, so a trick earns nothing by itself. The
-audit only names the attempt, so that the instructor sees it; a spelling it does not know
-goes unnamed. It reads the cells the student wrote
-(answer cells and cells they added), not the kit's own cells.
+    scan(nb, release) -> [(cell index, text, cause)]
+
+It reads every cell the student wrote (answer cells and cells they added, not the kit's
+locked cells) and names autograd where a graded function (`checks.spec(gid).answer`) can
+reach it, following names from cell to cell (cause 'autograd'; an autograd experiment that
+no graded function reaches is study), and the grader's machinery wherever it is (cause
+'held'). Either holds the notebook for a person to review: the judge counts autograd nodes
+in the same process as the student's code, so code that reaches its memory or its pipe
+could forge the count, and the audit is the tripwire for that. A note (cause None) holds
+nothing: many numbers typed in, a name the kit provides defined again.
 """
 import ast
+import re
 
 from IPython.core.inputtransformer2 import TransformerManager
 
 from grading.course import aliases, grade_id
 
-# attributes that only matter to someone changing how cells run or how errors show
-MACHINERY = {
-    'showtraceback': 'silences tracebacks', '_showtraceback': 'silences tracebacks',
-    'showsyntaxerror': 'silences tracebacks', 'set_custom_exc': 'silences tracebacks',
-    'excepthook': 'silences tracebacks', 'InteractiveTB': 'silences tracebacks',
-    'CustomTB': 'silences tracebacks', 'custom_exceptions': 'silences tracebacks',
-    'run_cell': 'takes over how cells run', 'run_cell_async': 'takes over how cells run',
-    'run_code': 'takes over how cells run', 'run_ast_nodes': 'takes over how cells run',
-    'transform_cell': 'takes over how cells run', 'input_transformers_post': 'takes over how cells run',
-    'ast_transformers': 'takes over how cells run', 'events': 'hooks into how cells run',
-    'settrace': 'hooks into how code runs', 'setprofile': 'hooks into how code runs',
-    'addaudithook': 'hooks into how code runs', 'meta_path': 'changes how modules are imported',
-    'modules': 'tampers with imported modules', '__code__': "rewrites a function's code",
-    '__torch_function__': 'overrides what torch functions do',
-    '_getframe': 'reads the stack frames of its callers', 'f_locals': 'reads the stack frames of its callers',
-    'f_back': 'reads the stack frames of its callers', 'f_globals': 'reads the stack frames of its callers',
-    '_execution_engine': "calls autograd's engine directly",
-}
-CALLS = {'exec': 'runs code from a string (exec)', 'eval': 'runs code from a string (eval)',
-         'compile': 'compiles code from a string', '__import__': 'imports by name (__import__)'}
-IMPORTS = {'builtins': 'imports builtins', 'importlib': 'imports importlib', 'ctypes': 'imports ctypes',
-           'checks': "imports the grader's checks", 'unittest': 'imports unittest.mock', 'mock': 'imports mock',
-           'torch.overrides': 'imports torch.overrides', 'runpy': 'runs other files (runpy)',
-           'subprocess': 'starts other programs (subprocess)', 'multiprocessing': 'starts processes (multiprocessing)',
-           'inspect': 'imports inspect (reads stack frames?)', 'socket': 'opens sockets', 'signal': 'handles or sends signals (imports signal)'}
-# calls that start, fork or kill processes
-PROCESS_CALLS = {'system', 'popen', 'fork', 'forkpty', 'kill', 'killpg', 'execv', 'execve', 'execvp',
-                 'spawnv', 'posix_spawn', 'setsid'}
-WRITE_MODES = ('w', 'a', 'x', '+')
-# replacing anything under these changes what the checks (or Python itself) do
-SENSITIVE = {'torch', 'builtins', '__builtins__', 'sys', 'checks', 'helpers', 'IPython', 'numpy',
-             'math', 'get_ipython()'}
+AUTOGRAD = {'backward', 'autograd', 'grad', 'grad_fn', 'enable_grad', 'set_grad_enabled', 'requires_grad',
+            'requires_grad_', 'retain_grad', 'retains_grad', 'register_hook', 'saved_tensors_hooks',
+            'functorch', 'forward_ad', 'jvp', 'vjp', 'jacfwd', 'jacrev', 'hessian', '_grad', '_grad_fn',
+            '_backward_hooks'}
+TORCH_ONLY = {'func', 'ops', '_ops', '_C', '_functorch'}  # autograd when hung off torch: torch.func, torch.ops, torch._C
+AUTOGRAD_MODULES = ('torch.autograd', 'torch.func', 'torch._C', 'torch.ops', 'torch._functorch', 'functorch',
+                    'torch.nn.grad')
+MODULES = ('threading', '_thread', 'concurrent', 'multiprocessing', 'torch.multiprocessing', 'subprocess', 'pty',
+           'signal', '_signal', 'atexit', 'asyncio', 'importlib', 'ctypes', '_ctypes', 'gc', 'inspect', 'socket',
+           'runpy', 'posix', '_posixsubprocess', 'builtins', 'code', 'marshal', 'mmap', 'faulthandler', 'pkgutil', 'pydoc')
+OS = {'fork', 'forkpty', 'system', 'popen', 'kill', 'killpg', 'pidfd_open', 'register_at_fork', 'setsid',
+      'read', 'write', 'pread', 'pwrite', 'readv', 'writev', 'sendfile', 'dup', 'dup2', 'fdopen', 'open', 'pipe',
+      'pipe2', 'openpty', 'memfd_create', 'environ', 'environb', 'getenv', 'getenvb', 'putenv', 'unsetenv'}
+SYS = {'modules', 'settrace', 'setprofile', 'addaudithook', 'stdin', '_current_frames', 'meta_path', 'path_hooks',
+       'monitoring', 'remote_exec', 'call_tracing', 'excepthook'}
+ANYWHERE = {'_getframe', 'currentframe', 'f_back', 'f_locals', 'f_globals', 'f_builtins', 'f_code', 'f_trace',
+            'tb_frame', 'tb_next', 'gi_frame', 'cr_frame', 'ag_frame', 'fileno',  # frames, descriptors
+            'run_cell', 'run_cell_async', 'run_code', 'run_ast_nodes', 'transform_cell', 'input_transformers_post',
+            'input_transformers_cleanup', 'ast_transformers', 'events', 'showtraceback', 'set_custom_exc',
+            'InteractiveTB', 'CustomTB', 'custom_exceptions', 'user_ns', 'user_global_ns', 'displayhook', 'ev', 'ex',
+            'safe_execfile', 'safe_run_module'}  # IPython
+BUILTINS = {'exec', 'eval', 'compile', '__import__', 'breakpoint'}
+NAMED_BY = {'getattr': 1, 'setattr': 1, 'delattr': 1, 'hasattr': 1, 'attrgetter': 0, 'methodcaller': 0}  # its argument
+SAFE_DUNDERS = {'__init__', '__name__', '__qualname__', '__doc__', '__version__', '__main__'}
+SHELL_MAGICS = {'system', 'sx', 'sc', 'bash', 'sh', 'script', 'perl', 'ruby', 'python', 'python2', 'python3',
+                'pypy', 'run', 'load', 'env', 'set_env', 'pip', 'conda', 'mamba', 'load_ext', 'reload_ext',
+                'alias', 'macro', 'store', 'writefile', 'file', 'debug', 'killbgscripts', 'autoawait'}
+SENSITIVE = {'torch', 'sys', 'builtins', '__builtins__', 'checks', 'helpers', 'IPython', 'get_ipython()', 'os',
+             'numpy', 'math'}
+MUTATORS = {'clear', 'update', 'pop', 'popitem', 'append', 'extend', 'insert', 'remove', 'setdefault', 'add',
+            'discard', '__setitem__'}
+RAW_PATHS = ('/proc', '/dev/fd', '/dev/std', '/dev/tty')
 PASTED = 10  # this many float literals in one cell look like numbers copied from an output
 
 
@@ -56,7 +62,7 @@ def python_of(source):
 
 
 def dotted(node, names):
-    """'torch.allclose' for the expression torch.allclose (import aliases spelled out), or None."""
+    """'torch.nn.functional.softmax' for F.softmax (import aliases spelled out), or None."""
     parts = []
     while isinstance(node, (ast.Attribute, ast.Subscript)):
         parts.append('.' + node.attr if isinstance(node, ast.Attribute) else '[...]')
@@ -70,130 +76,62 @@ def dotted(node, names):
     return root + ''.join(parts[::-1])
 
 
-def sensitive(what):
-    return what is not None and what.split('.')[0].split('[')[0] in SENSITIVE
+def root_of(node, names):
+    return (dotted(node, names) or '').split('.')[0].split('[')[0]
 
 
-class Scan(ast.NodeVisitor):
-    def __init__(self, names, kit_names, answer):
-        self.names, self.kit_names, self.answer = names, kit_names, answer
-        self.found, self.in_function = [], None
-
-    def flag(self, text):
-        if text not in self.found:
-            self.found.append(text)
-
-    def replaced(self, target):
-        if isinstance(target, (ast.Attribute, ast.Subscript)):
-            what = dotted(target, self.names)
-            if isinstance(target, ast.Attribute) and target.attr in MACHINERY:
-                self.flag(f'{MACHINERY[target.attr]} (replaces `{what}`)')
-            elif sensitive(what):
-                self.flag(f'replaces `{what}`')
-        elif isinstance(target, ast.Name) and target.id in self.kit_names:
-            self.flag(f'redefines `{target.id}`, which the kit provides')
-        elif isinstance(target, (ast.Tuple, ast.List, ast.Starred)):
-            for t in getattr(target, 'elts', [getattr(target, 'value', None)]):
-                self.replaced(t)
-
-    def visit_Assign(self, node):
-        for t in node.targets:
-            self.replaced(t)
-        self.generic_visit(node)
-
-    def visit_AugAssign(self, node):
-        self.replaced(node.target)
-        self.generic_visit(node)
-
-    visit_AnnAssign = visit_AugAssign
-
-    def visit_Delete(self, node):
-        for t in node.targets:
-            self.replaced(t)
-        self.generic_visit(node)
-
-    def visit_FunctionDef(self, node):
-        if node.name in self.kit_names:
-            self.flag(f'redefines `{node.name}`, which the kit provides')
-        outer, self.in_function = self.in_function, node.name
-        self.generic_visit(node)
-        self.in_function = outer
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_ClassDef(self, node):
-        if node.name in self.kit_names:
-            self.flag(f'redefines `{node.name}`, which the kit provides')
-        self.generic_visit(node)
-
-    def visit_Import(self, node):
-        for bound, what in aliases(node).items():
-            if bound in self.kit_names and what != self.kit_names[bound]:
-                self.flag(f'redefines `{bound}`, which the kit provides')
-        for a in node.names:
-            for mod, what in IMPORTS.items():
-                if a.name == mod or a.name.startswith(mod + '.'):
-                    self.flag(what)
-        self.generic_visit(node)
-
-    def visit_ImportFrom(self, node):
-        for bound, what in aliases(node).items():
-            if bound in self.kit_names and what != self.kit_names[bound]:
-                self.flag(f'redefines `{bound}`, which the kit provides')
-        mod = node.module or ''
-        for m, what in IMPORTS.items():
-            if mod == m or mod.startswith(m + '.') or (mod == 'torch' and m == 'torch.overrides'
-                                                       and any(a.name == 'overrides' for a in node.names)):
-                self.flag(what)
-        self.generic_visit(node)
-
-    def visit_Call(self, node):
-        f = node.func
-        if isinstance(f, ast.Name) and f.id in CALLS:
-            self.flag(CALLS[f.id])
-        if isinstance(f, ast.Name) and f.id in ('setattr', 'delattr') and node.args:
-            what = dotted(node.args[0], self.names)
-            attr = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else '?'
-            if sensitive(what):
-                self.flag(f'replaces `{what}.{attr}` (with {f.id})')
-            if attr in MACHINERY:
-                self.flag(f'{MACHINERY[attr]} (with {f.id})')
-        if isinstance(f, ast.Attribute) and f.attr == 'register' and isinstance(f.value, ast.Attribute) \
-                and f.value.attr == 'events':
-            self.flag('hooks into how cells run (events.register)')
-        if isinstance(f, ast.Attribute) and f.attr in PROCESS_CALLS and dotted(f, self.names) in (
-                f'os.{f.attr}', f'pty.{f.attr}'):
-            self.flag(f'starts or stops processes (`os.{f.attr}`)')
-        if written_path(node, f) and outside(written_path(node, f)):
-            self.flag(f'writes a file outside its folder ({written_path(node, f)})')
-        if self.answer and self.in_function and isinstance(f, ast.Attribute) and f.attr == 'backward':
-            self.flag(f'calls .backward() inside `{self.in_function}` (autograd is off while grading)')
-        self.generic_visit(node)
-
-    def visit_Attribute(self, node):
-        autograd_grad = isinstance(node.value, ast.Attribute) and node.value.attr == 'autograd' or \
-            (dotted(node, self.names) or '').endswith('autograd.grad')
-        if self.answer and self.in_function and node.attr == 'grad' and isinstance(node.ctx, ast.Load) \
-                and not autograd_grad:
-            self.flag(f'reads `.grad` inside `{self.in_function}`: PyTorch\'s own gradient, which the '
-                      'fresh inputs of the hidden check do not have')
-        if self.answer and self.in_function and node.attr == 'autograd':
-            self.flag(f'uses torch.autograd inside `{self.in_function}` (autograd is off while grading)')
-        if isinstance(node.ctx, ast.Load) and node.attr in MACHINERY and node.attr not in ('modules', 'events'):
-            self.flag(f'{MACHINERY[node.attr]} (uses `{dotted(node, self.names) or node.attr}`)')
-        self.generic_visit(node)
+def spelled(node):
+    """The student's own spelling of an expression, short."""
+    text = ast.unparse(node)
+    return text if len(text) <= 48 else '...' + text[-45:]
 
 
-def written_path(call, f):
-    """The constant path an open(path, 'w')/Path(path).write_text(...) call writes, or None."""
-    if isinstance(f, ast.Name) and f.id == 'open' and call.args and isinstance(call.args[0], ast.Constant):
-        mode = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == 'mode'), None)
-        if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(m in mode.value for m in WRITE_MODES):
-            return str(call.args[0].value)
-    if isinstance(f, ast.Attribute) and f.attr in ('write_text', 'write_bytes', 'open') and \
+def dunder(name):
+    return re.fullmatch(r'__\w+__', name) is not None and name not in SAFE_DUNDERS
+
+
+def binds(nodes):
+    """The names these statements bind in their own scope (not in functions they define)."""
+    names, declared, todo = set(), set(), list(nodes)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(node.names)
+        elif not isinstance(node, ast.Lambda):
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                names.add(node.id)
+            elif isinstance(node, ast.alias):
+                names.add(node.asname or node.name.split('.')[0])
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                names.add(node.name)
+            todo.extend(ast.iter_child_nodes(node))
+    return names - declared
+
+
+def local_names(fn):
+    """The names a function (or lambda) binds: its arguments and what its body binds."""
+    args = fn.args
+    names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg] if a}
+    return names | binds(fn.body if isinstance(fn.body, list) else [fn.body])
+
+
+def written_path(call, names):
+    """The constant path a call writes (open(path, 'w'), Path(path).write_text(...),
+    torch.save(x, path)), or None."""
+    f, args = call.func, call.args
+    const = [a.value if isinstance(a, ast.Constant) else None for a in args]
+    mode = next((k.value for k in call.keywords if k.arg == 'mode'), args[1] if len(args) > 1 else None)
+    writes = isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(m in mode.value for m in 'wax+')
+    if isinstance(f, ast.Name) and f.id == 'open' and const and isinstance(const[0], str) and writes:
+        return const[0]
+    if dotted(f, names) in ('torch.save', 'numpy.save') and len(const) > 1 and isinstance(const[1], str):
+        return const[1]
+    if isinstance(f, ast.Attribute) and f.attr in ('write_text', 'write_bytes', 'open', 'touch', 'mkdir') and \
             isinstance(f.value, ast.Call) and f.value.args and isinstance(f.value.args[0], ast.Constant):
-        if f.attr != 'open' or any(isinstance(a, ast.Constant) and any(m in str(a.value) for m in WRITE_MODES)
-                                   for a in call.args):
+        opens_to_write = any(isinstance(c, str) and any(m in c for m in 'wax+') for c in const)
+        if f.attr != 'open' or opens_to_write:
             return str(f.value.args[0].value)
     return None
 
@@ -202,26 +140,270 @@ def outside(path):
     return path.startswith(('/', '~')) or '..' in path.replace('\\', '/').split('/')
 
 
+class Reader(ast.NodeVisitor):
+    """One top-level statement of the student's: the notebook globals it reads, and what it
+    does, each (cause, text, the function it is in or None)."""
+
+    def __init__(self, names):
+        self.names = names  # import aliases, the kit's and the student's: {'F': 'torch.nn.functional'}
+        self.reads, self.found = set(), []
+        self.scopes, self.functions, self.inside_autograd = [], [], 0
+
+    def flag(self, cause, text):
+        where = self.functions[-1] if self.functions else None
+        if (cause, text, where) not in self.found:
+            self.found.append((cause, text, where))
+
+    def autograd(self, parts, text):
+        """Name an autograd spelling, once: not again for the parts of the same expression."""
+        if not self.inside_autograd:
+            self.flag('autograd', text)
+        self.inside_autograd += 1
+        for part in parts:
+            self.visit(part)
+        self.inside_autograd -= 1
+
+    # scopes: what a function binds is its own, not a notebook global
+    def visit_FunctionDef(self, node):
+        for outer in node.decorator_list + node.args.defaults + [d for d in node.args.kw_defaults if d]:
+            self.visit(outer)  # evaluated where the function is defined
+        self.scopes.append(local_names(node))
+        self.functions.append(node.name)
+        for statement in node.body:
+            self.visit(statement)
+        self.functions.pop()
+        self.scopes.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node):
+        for outer in node.args.defaults + [d for d in node.args.kw_defaults if d]:
+            self.visit(outer)
+        self.scopes.append(local_names(node))
+        self.visit(node.body)
+        self.scopes.pop()
+
+    def visit_ListComp(self, node):
+        self.scopes.append({n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)})
+        self.generic_visit(node)
+        self.scopes.pop()
+
+    visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_Name(self, node):
+        if isinstance(node.ctx, ast.Load) and not any(node.id in s for s in self.scopes):
+            self.reads.add(node.id)
+            if node.id in BUILTINS or node.id in NAMED_BY:  # a call of getattr(...) never comes here
+                self.flag('held', f'uses `{node.id}`')
+        if dunder(node.id):
+            self.flag('held', f'uses `{node.id}`')
+
+    def visit_Constant(self, node):
+        if not isinstance(node.value, str):
+            return
+        if node.value.isidentifier():
+            self.reads.add(node.value)  # globals()['helper'] reads helper too
+        if node.value in AUTOGRAD or node.value == '_C':
+            self.autograd([], f"names '{node.value}' in a string")
+        elif dunder(node.value):
+            self.flag('held', f"names '{node.value}' in a string")
+        elif node.value.startswith(RAW_PATHS):
+            self.flag('held', f"names '{node.value[:40]}'")
+
+    def local(self, node):
+        """Whether the expression starts from a name the enclosing function binds."""
+        while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+            node = node.func if isinstance(node, ast.Call) else node.value
+        return isinstance(node, ast.Name) and any(node.id in s for s in self.scopes)
+
+    # imports
+    def imported(self, module, what=None):
+        full = f'{module}.{what}' if what else module
+        if full.startswith(AUTOGRAD_MODULES) or (module == 'torch' and what in AUTOGRAD | TORCH_ONLY):
+            self.flag('autograd', f'imports {full}')
+        elif any(full == m or full.startswith(m + '.') for m in MODULES) or what and dunder(what) or \
+                module in ('os', 'posix') and what in OS | {'exec', 'spawn'} or module == 'sys' and what in SYS:
+            self.flag('held', f'uses {full}')
+        elif full.split('.')[0] == 'checks':
+            self.flag(None, "imports the grader's checks")
+
+    def visit_Import(self, node):
+        for a in node.names:
+            self.imported(*([node.module or '', a.name] if isinstance(node, ast.ImportFrom) else [a.name]))
+
+    visit_ImportFrom = visit_Import
+
+    # attributes
+    def attribute(self, node, attr, value, parts=None):
+        """Name what reading `attr` of `value` does (node: the expression, for its spelling;
+        parts: what else to read in it, by default `value`)."""
+        parts = [value] if parts is None else parts
+        base = dotted(value, {} if self.local(value) else self.names) or ''
+        chain = [attr] + re.findall(r'\.(\w+)', base)  # torch.ops.aten.tanh_backward: ops is in the chain
+        if AUTOGRAD & set(chain) or (TORCH_ONLY & set(chain) and root_of(value, self.names) == 'torch'):
+            return self.autograd(parts, f'uses `{spelled(node)}`')
+        if base in ('os', 'posix') and (attr in OS or attr.startswith(('exec', 'spawn', 'posix_spawn'))) or \
+                base == 'sys' and attr in SYS or attr in ANYWHERE or dunder(attr):
+            self.flag('held', f'uses `{spelled(node)}`')
+        if attr == 'system' and base == 'get_ipython()':
+            self.flag('held', 'runs a shell command (!)')
+        for part in parts:
+            self.visit(part)
+
+    def visit_Attribute(self, node):
+        if not isinstance(node.ctx, ast.Load) and root_of(node, self.names) in SENSITIVE:
+            return self.generic_visit(node)  # named by replaced() already
+        self.attribute(node, node.attr, node.value)
+
+    def replaced(self, target):
+        """Name an assignment (or del) that changes what torch, sys, checks ... hold."""
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for t in target.elts:
+                self.replaced(t)
+        elif isinstance(target, ast.Starred):
+            self.replaced(target.value)
+        elif isinstance(target, (ast.Attribute, ast.Subscript)) and root_of(target, self.names) in SENSITIVE:
+            self.flag('held', f'replaces `{spelled(target)}`')
+
+    def visit_Assign(self, node):
+        for t in getattr(node, 'targets', None) or [node.target]:
+            self.replaced(t)
+        self.generic_visit(node)
+
+    visit_AugAssign = visit_AnnAssign = visit_Delete = visit_Assign
+
+    def visit_keyword(self, node):
+        if node.arg == 'requires_grad' and not (isinstance(node.value, ast.Constant) and node.value.value is False):
+            return self.autograd([node.value], f'asks for requires_grad={spelled(node.value)}')
+        self.generic_visit(node)
+
+    def visit_Call(self, node):
+        f, args = node.func, node.args
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if name in NAMED_BY and len(args) > NAMED_BY[name]:
+            what = args[NAMED_BY[name]]
+            if not isinstance(what, ast.Constant):
+                self.flag('held', f'calls {name}() with a computed name')
+            elif name == 'getattr' and isinstance(what.value, str):
+                return self.attribute(node, what.value, args[0], args + node.keywords)
+            elif name in ('setattr', 'delattr') and root_of(args[0], self.names) in SENSITIVE:
+                self.flag('held', f'replaces `{spelled(args[0])}.{what.value}` ({name})')
+            if isinstance(f, ast.Name):
+                return [self.visit(a) for a in args + node.keywords]
+        if isinstance(f, ast.Attribute) and f.attr in MUTATORS and root_of(f.value, self.names) in \
+                SENSITIVE - {'torch', 'numpy', 'math'}:
+            self.flag('held', f'changes `{spelled(f.value)}` in place')
+        if (name == 'open' or dotted(f, self.names) in ('io.open', 'io.FileIO')) and args and \
+                isinstance(args[0], ast.Constant) and isinstance(args[0].value, int):
+            self.flag('held', f'opens file descriptor {args[0].value}')
+        path = written_path(node, self.names)
+        if path is not None and outside(path):
+            self.flag('held', f'writes {path!r}, outside its working folder')
+        if name in ('run_line_magic', 'run_cell_magic') and args:
+            if not all(isinstance(a, ast.Constant) for a in args):
+                self.flag('held', f'calls {name}() with computed code')
+            else:
+                self.magic(str(args[0].value), [a.value for a in args[1:]])
+        if isinstance(f, ast.Attribute) and f.attr in AUTOGRAD:
+            return self.autograd([f.value] + args + node.keywords, f'calls `{spelled(f)}()`')
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node):
+        space = node.value.func.id if isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) \
+            else None
+        if space in ('vars', 'globals', 'locals') and not isinstance(node.slice, ast.Constant):
+            self.flag('held', f'looks up a computed name in {space}()')
+        self.generic_visit(node)
+
+    def magic(self, name, texts):
+        """%name ...: a shell or another file is machinery; the code of %time, %timeit ... is read."""
+        if name in SHELL_MAGICS and not (name == 'load_ext' and texts == ['autoreload']):
+            return self.flag('held', f'runs %{name}')
+        code = str(texts[-1]) if texts else ''
+        words = code.split() if len(texts) == 1 else [code]  # a line magic's options come first: -n 10 ...
+        for k in range(len(words)):
+            tree = python_of(' '.join(words[k:]))
+            if tree is not None:
+                return self.visit(tree)
+
+
 def floats(tree):
     return sum(1 for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, float))
 
 
+def answer_names(release):
+    """The names the graded cells call: checks.spec(gid).answer; notebook 4's trained network
+    is trained with train_step."""
+    import checks
+    out = set()
+    for gid in release.graded:
+        try:
+            out.add('train_step' if gid == 'test_trained' else checks.spec(gid).answer)
+        except KeyError:
+            pass
+    return out
+
+
 def scan(nb, release):
-    """[(cell index, what it does)] for the student's code cells of notebook `nb`."""
-    trees = [(i, c, python_of(c.source)) for i, c in enumerate(nb.cells) if c.cell_type == 'code']
-    names = {}
-    for _, _, tree in trees:
-        if tree is not None:
-            names.update(aliases(tree))
-    found = []
-    for i, cell, tree in trees:
+    """[(cell index, text, cause)] for the cells of notebook `nb` the student wrote."""
+    cells = []  # (cell index, grade id if an answer cell, syntax tree, written by the student)
+    for i, cell in enumerate(nb.cells):
         gid = grade_id(cell)
-        answer = gid in release.solutions
-        if tree is None or (gid in release.locked) or (not answer and cell.source.strip() in release.kit_sources):
+        tree = python_of(cell.source) if cell.cell_type == 'code' else None
+        if tree is not None:
+            answer = gid in release.solutions
+            kit = gid in release.locked or (not answer and cell.source.strip() in release.kit_sources)
+            cells.append((i, gid if answer else None, tree, not kit))
+    names = dict(release.kit_names)
+    for _, _, tree, _ in cells:
+        names.update(aliases(tree))
+
+    statements = []  # (cell index, statement, its Reader, written by the student)
+    binders = {}  # global name: the statements that bind it
+    for i, _, tree, student in cells:
+        for statement in tree.body:
+            reader = Reader(names)
+            reader.visit(statement)
+            for name in binds([statement]):
+                binders.setdefault(name, []).append(len(statements))
+            statements.append((i, statement, reader, student))
+
+    # what the graded functions reach, followed by name from statement to statement (the
+    # kit's own functions included: a student's name they read counts as reached)
+    todo = [(k, name) for name in sorted(answer_names(release)) for k in binders.get(name, [])]
+    rooted = {statements[k][0] for k, _ in todo}
+    todo += [(k, gid) for k, (i, _, _, _) in enumerate(statements) for j, gid, _, _ in cells
+             if j == i and gid and i not in rooted]  # an answer cell that binds no graded name: all of it
+    reached = {}
+    while todo:
+        k, root = todo.pop(0)
+        if k not in reached:
+            reached[k] = root
+            todo += [(j, root) for name in sorted(statements[k][2].reads) for j in binders.get(name, [])]
+
+    found = []
+    for k, (i, statement, reader, student) in enumerate(statements):
+        if not student:
             continue
-        visitor = Scan(names, release.kit_names, answer)
-        visitor.visit(tree)
-        if floats(tree) >= PASTED:
-            visitor.flag(f'has {floats(tree)} numbers typed in: values pasted from an output?')
-        found += [(i, text) for text in visitor.found]
-    return found
+        spellings = {}  # one line per function that uses autograd: {where: [what]}
+        for cause, text, where in reader.found:
+            if cause == 'autograd':
+                if k in reached:  # else study: no graded function reaches it
+                    spellings.setdefault(where, []).append(text)
+            else:
+                found.append((i, text + (f' inside `{where}`' if where else ''), cause))
+        for where, texts in spellings.items():
+            names = ', '.join(sorted(binds([statement])))
+            text = '; '.join(texts[:3]) + (f' and {len(texts) - 3} more' if len(texts) > 3 else '')
+            text += f' inside `{where}`' if where else f' for `{names}`' if names else ''
+            if where != reached[k]:
+                text += f', reached from the graded `{reached[k]}`'
+            found.append((i, text, 'autograd'))
+        for name in sorted(binds([statement]) & set(release.kit_names)):
+            if not (isinstance(statement, (ast.Import, ast.ImportFrom)) and
+                    aliases(statement).get(name) == release.kit_names[name]):
+                found.append((i, f'defines `{name}` again, which the kit provides', None))
+    for i, _, tree, student in cells:
+        if student and floats(tree) >= PASTED:
+            found.append((i, f'has {floats(tree)} numbers typed in: values pasted from an output?', None))
+    return list(dict.fromkeys(found))
