@@ -211,7 +211,7 @@ CLASS = {
                 'added cell "ratio = 1 / 0": ZeroDivisionError']),
     'prints_too_much': (prints_too_much, FULL, []),  # what cells print is dropped, at no cost
     'redefines_cmp': (redefines_cmp, dict(FULL, test_stage2=0),
-                      ['stage2: redefines `cmp`, which the kit provides', 'db2 has shape (32,) but should have (27,)']),
+                      ['stage2: defines `cmp` again, which the kit provides', 'db2 has shape (32,) but should have (27,)']),
     'hard_codes': (hard_codes, dict(FULL, test_stage1=0, test_stage2=0),
                    ['stage2: has 28 numbers typed in', 'test_stage1: stage 1 (cross-entropy): it raised',
                     'test_stage2: stage 2 (second layer and tanh): on a fresh float64 batch with n 32']),
@@ -332,7 +332,7 @@ def test_problem_lines_give_the_score_of_the_stage_or_notebook_they_cost(graded)
 
 
 def test_the_problem_table_is_printed_at_the_end(graded):
-    rows = [(p['student'], p['notebook'], p['cell'], p['score'], p['problem']) for p in graded['problems']]
+    rows = [(p['student'], p['notebook'], p['cell'], p['score'], p['problem'], p['cause']) for p in graded['problems']]
     assert graded['stdout'].endswith(table(rows))
     assert (graded['out'] / 'problems.txt').read_text() == table(rows)
 
@@ -371,7 +371,8 @@ def test_the_demo_class_holds_a_solution_a_blank_and_typical_slips(graded, tmp_p
     from grading.course import Assignment
     made = demo.build(tmp_path / 'demo', Assignment(graded['out'] / 'work' / 'template', ASSIGNMENT))
     assert sorted(p.name for p in made.iterdir()) == ['ada_solution', 'ben_blank', 'cy_bessel', 'di_fanout',
-                                                      'ed_batch32', 'fay_renamed']
+                                                      'ed_batch32', 'fay_renamed', 'gus_sigma', 'hal_alias']
+    # (ivy_float's slips are in notebooks 2 and 3, which this class does not grade)
     solution = nbformat.read(made / 'ada_solution' / f'{NB}.ipynb', as_version=4)
     assert solution.cells[at(solution, 'stage3')].source == cell(solved(NB), 'stage3').source
     slip = nbformat.read(made / 'cy_bessel' / f'{NB}.ipynb', as_version=4)
