@@ -52,6 +52,15 @@ def share(tmp_path_factory):
     return out
 
 
+def test_make_student_kit_runs_the_tool_that_builds_the_share_into_build():
+    env = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MAKELEVEL', 'MFLAGS')}
+    done = subprocess.run(['make', '--no-print-directory', '-n', '-o', '.venv/.installed', 'student-kit'], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(ROOT / '.venv' / 'bin' / 'python'), 'tools/student_kit.py', '--out', 'build']
+    assert '/build/' in (ROOT / '.gitignore').read_text().split()
+
+
 def share_text(folder):
     """Every file of the share as text; a notebook also as its cells' sources, unescaped."""
     texts = {}
