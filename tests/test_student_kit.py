@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -105,7 +104,6 @@ def test_the_share_pins_what_the_kit_pins(share):
 
 RUN = '''
 import sys
-from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
