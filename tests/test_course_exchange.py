@@ -57,8 +57,8 @@ def nbgrader(*args, user, cwd, env, check=True):
 def play(base, env, db_url, teacher, students, course):
     """The cycle, command by command as the README's "A large course" gives it."""
     log = {}
-    # the instructor's course folder, readable by them only: the kit's nbgrader_config.py and solutions
-    run('mkdir', '-m', '700', course, user=teacher, env=env)
+    # the instructor's course folder: the kit's nbgrader_config.py and solutions
+    run('mkdir', course, user=teacher, env=env)
     run('cp', ROOT / 'nbgrader_config.py', course, user=teacher, env=env)
     run('cp', '-r', ROOT / 'solutions', course, user=teacher, env=env)
     nbgrader('generate_assignment', ASSIGNMENT, f'--db={db_url}', user=teacher, cwd=course, env=env)
