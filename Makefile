@@ -5,7 +5,7 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: lab test release solutions bench grade bench-grade bench-course
+.PHONY: lab test release solutions bench grade bench-grade bench-course student-kit
 
 # JupyterLab on the student's own copy, work/backprop_ninja/ (made on first run, never
 # overwritten); tools/lab.py says how, and the browser test starts it the same way
@@ -46,6 +46,11 @@ bench-grade: $(STAMP)
 # shards with JOBS=1 at once (README: A large course); as root, like the course tests
 bench-course: $(VENV)/.installed-data
 	$(PY) tools/bench_course.py
+
+# the student's share of the kit, for a graded course (README: A large course): helpers, the
+# checks, data/names.txt and the released notebooks, no answer; build/student-kit/ and its wheel
+student-kit: $(STAMP)
+	$(PY) tools/student_kit.py --out build
 
 # (re)create the virtual environment when it is missing or pyproject.toml is newer
 $(STAMP): pyproject.toml

@@ -42,28 +42,46 @@ def make_batchnorm_case(g, n, width, spread=3):
 
 
 def batchnorm_values(case):
-    """What the classic-mistake formulas need, with PyTorch's gradients, from a case."""
-    v = {k: case[k] for k in ['bndiff', 'bnvar', 'bnvar_inv', 'bnraw', 'bngain', 'dhpreact']}
+    """What the classic-mistake detector needs from a case, with PyTorch's gradients."""
+    v = {k: case[k] for k in ['hprebn', 'bngain', 'dhpreact']}
     return v | network_reference(case, 'hpreact', GRADS)
 
 
 # ---------------------------------------------------------------- classic mistakes
+# A classic mistake is a derivation that treats one piece of the forward pass wrongly. Each
+# one below is that piece changed in the forward pass, and autograd through it gives the
+# gradient the mistaken derivation reaches. Every value stays what it is: only the path the
+# gradient takes back to x changes.
 
-def three_paths(v, n, bessel=True, sigma_path=True):
-    """dL/dx from dL/dx-hat, dL/dsigma^2 and dL/dmu, right or with a classic mistake."""
-    dx = v['dbnraw'] * (v['bnvar'] + BN_EPS)**-0.5 + v['dbnmeani'] / n
-    if sigma_path:
-        dx = dx + v['dbnvar'] * 2 * v['bndiff'] / (n - 1 if bessel else n)
-    return dx
+def with_grad_of(value, other):
+    """`value` in the forward pass, whose gradient flows as if it were `other`."""
+    return value.detach() + other - other.detach()
 
 
-def one_line(v, n, bessel=True, sigma_path=True):
-    """dL/dx from dL/dy in one expression, right or with a classic mistake."""
-    dy, xhat = v['dhpreact'], v['bnraw']
-    bracket = n * dy - dy.sum(0, keepdim=True)
-    if sigma_path:
-        bracket = bracket - (n / (n - 1) if bessel else 1) * xhat * (dy * xhat).sum(0, keepdim=True)
-    return v['bngain'] * v['bnvar_inv'] / n * bracket
+def mistaken_dx(v, mistake):
+    """dL/dx by autograd through a batchnorm y = gain * (x - mean) / sqrt(var + eps), made
+    with a classic mistake:
+      'bessel'      the variance differentiated as if it divided by n, not n - 1;
+      'sigma-path'  the variance held constant: no gradient reaches x through sigma^2;
+      'n=32'        the mean and variance differentiated as if the batch had 32 rows."""
+    x = v['hprebn'].detach().to(torch.float64).requires_grad_()
+    gain, dy = v['bngain'].detach().to(torch.float64), v['dhpreact'].to(torch.float64)
+    n = x.shape[0]
+    with torch.enable_grad():
+        mean = x.sum(0, keepdim=True) / n
+        if mistake == 'n=32':
+            mean = with_grad_of(mean, x.sum(0, keepdim=True) / 32)
+        square = ((x - mean)**2).sum(0, keepdim=True)
+        var = square / (n - 1)
+        if mistake == 'bessel':
+            var = with_grad_of(var, square / n)
+        if mistake == 'n=32':
+            var = with_grad_of(var, square / 31)
+        if mistake == 'sigma-path':
+            var = var.detach()
+        y = gain * (x - mean) * (var + BN_EPS)**-0.5
+        (y * dy).sum().backward()
+    return x.grad
 
 
 def known_mistake(step, got, v, rtol, atol):
@@ -72,20 +90,17 @@ def known_mistake(step, got, v, rtol, atol):
     if step not in (4, 5) or not isinstance(got, torch.Tensor) or got.shape != ref.shape:
         return None
     n = ref.shape[0]
-    formula = three_paths if step == 4 else one_line
     suspects = [
-        (formula(v, n, bessel=False),
-         'it matches the formula with 1/n where the variance has 1/(n-1). sigma^2 divides by n-1 '
-         '(Bessel\'s correction), so its derivative with respect to x_i does too.'),
-        (formula(v, n, sigma_path=False),
-         'it matches the formula without the sigma^2 path. x_i reaches the loss through x-hat_i, '
-         'mu AND sigma^2: add the sigma^2 term.'),
+        ('bessel', 'it matches the formula with 1/n where the variance has 1/(n-1). sigma^2 divides by n-1 '
+                   '(Bessel\'s correction), so its derivative with respect to x_i does too.'),
+        ('sigma-path', 'it matches the formula without the sigma^2 path. x_i reaches the loss through x-hat_i, '
+                       'mu AND sigma^2: add the sigma^2 term.'),
     ]
     if n != 32:
-        suspects.append((formula(v, 32),
-                         f'it matches the formula with n = 32 on this batch of {n}: the notebook\'s '
-                         'batch size leaked into your function. Read n from a tensor\'s shape inside it.'))
-    for wrong, why in suspects:
+        suspects.append(('n=32', f'it matches the formula with n = 32 on this batch of {n}: the notebook\'s '
+                                 'batch size leaked into your function. Read n from a tensor\'s shape inside it.'))
+    for mistake, why in suspects:
+        wrong = mistaken_dx(v, mistake)
         if torch.allclose(got.to(wrong.dtype), wrong, rtol=rtol, atol=atol):
             return why
     return None
@@ -106,7 +121,7 @@ SPECS = [step_spec(step) for step in STEPS]
 
 def notebook_values(atoms, bngain):
     """The notebook's batchnorm values and PyTorch's gradients (after loss.backward())."""
-    v = {k: atoms[k].detach() for k in ['bndiff', 'bnvar', 'bnvar_inv', 'bnraw']}
+    v = {k: atoms[k].detach() for k in ['hprebn', 'bndiff', 'bnvar', 'bnvar_inv', 'bnraw']}
     v['bngain'] = bngain.detach()
     v.update({'d' + k: atoms[k].grad for k in ['hpreact', 'bnraw', 'bnvar', 'bnmeani', 'hprebn']})
     return v

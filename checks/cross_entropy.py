@@ -1,5 +1,6 @@
 """Notebook 2's graded cells: the fused dlogits on fresh logits, and the three questions
-(one number, two small functions of probs and Yb, so printed values pasted in fail)."""
+(one number, two small functions of probs and Yb, so printed values pasted in fail). Every
+right answer here is read off PyTorch's own dlogits (autograd), never written out."""
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +34,9 @@ class RowSum(Spec):
     gid, title, answer = 'test_row_sum', 'question 1 (row_sum)', 'row_sum'
 
     def cases(self, seed, visible=False):
-        return [dict(sizes={})]
+        """Fresh logits: the row sums of their dlogits, by autograd, are what row_sum must be."""
+        g = torch.Generator().manual_seed(seed)
+        return [dict(make_logits(g, **SIZES[1]), sizes={})]
 
     def run(self, answer, inputs):
         if isinstance(answer, torch.Tensor) and answer.numel() == 1:
@@ -51,23 +54,26 @@ class RowSum(Spec):
         got = values.get('row_sum') if isinstance(values, dict) else None
         if not isinstance(got, float):
             return 'row_sum is not a number'
-        if abs(got) > 1e-6:
-            return f'row_sum = {got:g} is not what a row of dlogits adds up to: add up (p_k - 1[k = y]) / n over all k'
+        sums = dlogits_reference(inputs)['dlogits'].sum(1)
+        if (sums - got).abs().max() > 1e-6:
+            return (f'row_sum = {got:g} is not what a row of dlogits adds up to: add up one row of the dlogits '
+                    'your backprop_logits returns, and think about why every row gives the same number')
         return None
 
 
 def negative_column_verdict(inputs, outputs):
     values = outputs.get('values') if isinstance(outputs, dict) else None
     got = values.get('negative_column') if isinstance(values, dict) else None
-    Yb = inputs['Yb']
-    if isinstance(got, torch.Tensor) and got.shape == Yb.shape and got.is_floating_point():
+    want = dlogits_reference(inputs)['dlogits'].argmin(1)  # each row of dlogits has one negative entry
+    if isinstance(got, torch.Tensor) and got.shape == want.shape and got.is_floating_point():
         return (f'negative_column holds {got.dtype} numbers: it should hold whole column indices '
-                '(an integer tensor, like Yb)')
-    if isinstance(got, torch.Tensor) and got.shape == Yb.shape and not got.is_complex() and not torch.equal(got, Yb):
-        wrong = (got != Yb).sum().item()
+                '(an integer tensor)')
+    if isinstance(got, torch.Tensor) and got.shape == want.shape and not got.is_complex() and not torch.equal(got, want):
+        wrong = (got != want).sum().item()
         return (f'on fresh probabilities with {describe_sizes(inputs["sizes"])}, negative_column is wrong for '
-                f'{wrong} of {Yb.shape[0]} examples: which k makes p_k - 1[k = y] negative?')
-    return judge_values(['negative_column'], {'negative_column': Yb}, outputs, inputs['sizes'])
+                f'{wrong} of {want.shape[0]} examples: print a few rows of dlogits beside their example and '
+                'see which entry is below zero')
+    return judge_values(['negative_column'], {'negative_column': want}, outputs, inputs['sizes'])
 
 
 def pull_verdict(inputs, outputs):
@@ -75,8 +81,10 @@ def pull_verdict(inputs, outputs):
 
 
 def pull_reference(case):
-    n = case['Yb'].shape[0]
-    return {'pull': 1 - case['probs'][torch.arange(n), case['Yb']]}
+    """n times the size of each label's entry of PyTorch's dlogits, as question 3 asks."""
+    dlogits = dlogits_reference(case)['dlogits']
+    n = dlogits.shape[0]
+    return {'pull': n * dlogits.gather(1, case['Yb'][:, None]).squeeze(1).abs()}
 
 
 class Question(FunctionSpec):

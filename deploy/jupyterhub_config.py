@@ -6,7 +6,12 @@
 # - the instructor (BPN_INSTRUCTOR) gets nbgrader's formgrader as a hub service, run as
 #   their account in their course folder (BPN_COURSE_DIR), whose nbgrader_config.py names
 #   the course's PostgreSQL gradebook (c.CourseDirectory.db_url);
-# - the exchange is shared: deploy/nbgrader_config.py, read by every server;
+# - the instructor's account holds the whole kit (BPN_KIT, mode 700): the formgrader runs on
+#   its .venv; students' servers run on the student Python (BPN_STUDENT_ENV), a virtual
+#   environment where root installed the student share (`make student-kit`), which holds
+#   no answer;
+# - the exchange is shared: deploy/nbgrader_config.py, copied to /etc/jupyter/
+#   (BPN_JUPYTER_CONFIG), read by every server;
 # - limits per user: processes and data memory, enforced on every process of a server.
 # Log in with the machine's passwords (PAM, JupyterHub's default authenticator).
 import asyncio
@@ -20,7 +25,8 @@ from jupyterhub.spawner import set_user_setuid
 c = get_config()  # noqa: F821 (JupyterHub provides get_config)
 
 HERE = Path(__file__).resolve().parent
-KIT_BIN = Path(os.environ.get('BPN_KIT', HERE.parent)) / '.venv' / 'bin'
+KIT_BIN = Path(os.environ.get('BPN_KIT', HERE.parent)) / '.venv' / 'bin'  # the instructor's only
+STUDENT_BIN = Path(os.environ.get('BPN_STUDENT_ENV', '/opt/backprop-ninja')) / 'bin'
 ASSIGNMENT = 'backprop_ninja'
 INSTRUCTOR = os.environ.get('BPN_INSTRUCTOR', 'instructor')
 COURSE_DIR = os.environ.get('BPN_COURSE_DIR', f'/home/{INSTRUCTOR}/course')
@@ -39,15 +45,15 @@ c.JupyterHub.bind_url = os.environ.get('BPN_HUB_URL', 'http://:8000')
 c.Authenticator.allowed_users = STUDENTS | {INSTRUCTOR}
 c.JupyterHub.concurrent_spawn_limit = 20
 
-# every server, the formgrader too: the kit's Python, the shared nbgrader settings
+# students' servers: the student Python and the shared nbgrader settings
 SHARED_ENV = {
-    'PATH': f'{KIT_BIN}:/usr/local/bin:/usr/bin:/bin',
-    'JUPYTER_CONFIG_PATH': str(HERE),
+    'PATH': f'{STUDENT_BIN}:/usr/local/bin:/usr/bin:/bin',
+    'JUPYTER_CONFIG_PATH': os.environ.get('BPN_JUPYTER_CONFIG', '/etc/jupyter'),
     'BPN_EXCHANGE': os.environ.get('BPN_EXCHANGE', '/srv/nbgrader/exchange'),
 }
 c.Spawner.environment = SHARED_ENV
 c.Spawner.cmd = ['prlimit', f'--data={MEMORY}', f'--nproc={PROCESSES}', '--',
-                 str(KIT_BIN / 'jupyterhub-singleuser')]
+                 str(STUDENT_BIN / 'jupyterhub-singleuser')]
 c.Spawner.default_url = f'/lab/tree/{ASSIGNMENT}'
 # students grade nothing: no formgrader in their servers
 c.Spawner.args = ['--ServerApp.jpserver_extensions=nbgrader.server_extensions.formgrader=False']
@@ -60,7 +66,7 @@ async def fetch_assignment(spawner):
     if name == INSTRUCTOR or (home / ASSIGNMENT).exists():
         return
     fetch = await asyncio.create_subprocess_exec(
-        str(KIT_BIN / 'nbgrader'), 'fetch_assignment', ASSIGNMENT, preexec_fn=set_user_setuid(name), cwd=home,
+        str(STUDENT_BIN / 'nbgrader'), 'fetch_assignment', ASSIGNMENT, preexec_fn=set_user_setuid(name), cwd=home,
         env=dict(SHARED_ENV, HOME=str(home), USER=name), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     _, err = await fetch.communicate()
     if fetch.returncode != 0:  # not released yet: the Assignments tab fetches it later
@@ -75,7 +81,7 @@ c.JupyterHub.services = [dict(
     user=INSTRUCTOR,
     cwd=COURSE_DIR,
     command=['prlimit', f'--data={MEMORY}', '--', str(KIT_BIN / 'jupyterhub-singleuser')],
-    environment=dict(SHARED_ENV, HOME=INSTRUCTOR_HOME, USER=INSTRUCTOR,
+    environment=dict(SHARED_ENV, PATH=f'{KIT_BIN}:/usr/local/bin:/usr/bin:/bin', HOME=INSTRUCTOR_HOME, USER=INSTRUCTOR,
                      JUPYTERHUB_DEFAULT_URL='/formgrader'),
     oauth_no_confirm=True,
 )]

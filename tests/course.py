@@ -3,6 +3,7 @@ class of students who hand in notebook 1 (right, with a classic slip, blank), an
 run as an instructor would type them."""
 import os
 import pwd
+import secrets
 import shutil
 import stat
 import subprocess
@@ -50,22 +51,40 @@ def write_class(folder, kinds):
 
 
 class Postgres:
-    """A PostgreSQL 15 cluster of its own: run by the postgres user, on a Unix socket only."""
+    """A PostgreSQL 15 cluster of its own, run by the postgres user on a Unix socket only, where
+    every connection needs a password (scram-sha-256 for every line of pg_hba.conf). The
+    graders and the formgrader connect as the role `graders`, whose password is in the
+    database URL the instructor keeps in their mode-600 nbgrader_config.py."""
+    ROLE = 'graders'
 
     def __init__(self, folder):
         self.folder = Path(folder)
-        self.folder.chmod(0o755)  # the socket is in it: every account may connect
+        self.folder.chmod(0o755)  # the socket is in it: every account may try, none gets in without a password
         shutil.chown(self.folder, 'postgres', 'postgres')
         self.data = self.folder / 'data'
-        run(PG / 'initdb', '-D', self.data, '-A', 'trust', '-U', 'postgres', user='postgres')
+        self.superuser = secrets.token_hex(16)  # the postgres role's password: only these tests know it
+        self.password = secrets.token_hex(16)  # the graders' password
+        pwfile = self.folder / 'superuser-password'
+        pwfile.write_text(self.superuser + '\n')
+        pwfile.chmod(0o600)
+        shutil.chown(pwfile, 'postgres', 'postgres')
+        run(PG / 'initdb', '-D', self.data, '--auth=scram-sha-256', f'--pwfile={pwfile}', '-U', 'postgres',
+            user='postgres')
+        pwfile.unlink()
         run(PG / 'pg_ctl', '-D', self.data, '-l', self.folder / 'log', '-w', '-o',
             f"-k {self.folder} -c listen_addresses=''", 'start', user='postgres')
+        self.sql(f"create role {self.ROLE} login password '{self.password}'")
+
+    def sql(self, command, database='postgres'):
+        """One SQL command as the postgres superuser, with its password."""
+        return run(PG / 'psql', '-w', '-h', self.folder, '-U', 'postgres', '-d', database, '-c', command,
+                   user='postgres', env=dict(ENV, PGPASSWORD=self.superuser))
 
     def database(self):
-        """A fresh empty database; its SQLAlchemy URL."""
+        """A fresh empty database owned by the graders' role; its SQLAlchemy URL, password included."""
         name = 'gb_' + uuid.uuid4().hex[:8]
-        run(PG / 'createdb', '-h', self.folder, '-U', 'postgres', name, user='postgres')
-        return f'postgresql+psycopg://postgres@/{name}?host={self.folder}'
+        self.sql(f'create database {name} owner {self.ROLE}')
+        return f'postgresql+psycopg://{self.ROLE}:{self.password}@/{name}?host={self.folder}'
 
     def stop(self):
         run(PG / 'pg_ctl', '-D', self.data, '-m', 'immediate', 'stop', user='postgres', check=False)

@@ -1,17 +1,21 @@
 """A course's gradebook on a real PostgreSQL server: the assignment generated into it with
 nbgrader's CLI, shards of the class graded into it at the same time by `python -m grading`
-(what `make grade` runs), a shard killed half-way and run again, and a regrade."""
+(what `make grade` runs), a shard killed half-way and run again, and a regrade. Every
+connection needs a password: a student's account gets nowhere."""
 import csv
 import os
+import re
 import signal
 import subprocess
 import time
+import uuid
 
 import psycopg
 import pytest
 from nbgrader.api import Gradebook
 
-from tests.course import ENV, NB, POINTS, WORK, course_folder, postgres, run, write_class  # noqa: F401
+from tests.course import (ENV, NB, PG, POINTS, WORK, Postgres, accounts, course_folder, postgres, run,  # noqa: F401
+                          write_class)
 from tests.kit import ASSIGNMENT, BIN, ROOT
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore:Object of type')
@@ -125,3 +129,35 @@ def test_grading_into_a_gradebook_without_the_assignment_says_what_to_run_first(
     assert f'has no assignment {ASSIGNMENT}: run nbgrader generate_assignment {ASSIGNMENT} --db={db_url} first' \
         in done.stderr
     assert not recorded(db_url)
+
+
+# ---------------------------------------------------------------- a password for every connection
+
+# PostgreSQL's method that lets a connection in on its user name alone, as initdb and pg_hba spell it
+NO_PASSWORD = re.compile(r'(-A\s*|--auth[a-z-]*[= ]\s*)trust\b|^\s*(local|host)\S*\s.*\strust\s*$', re.M)
+
+
+def test_every_connection_to_the_gradebook_server_needs_a_password(postgres):  # noqa: F811
+    rules = [line.split() for line in (postgres.data / 'pg_hba.conf').read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith('#')]
+    assert rules and all(rule[-1] == 'scram-sha-256' for rule in rules), rules
+
+
+def test_a_students_account_cannot_connect_to_the_gradebook(course, postgres, accounts):  # noqa: F811
+    student = accounts(f'bpn{uuid.uuid4().hex[:4]}stu')
+    database = course['db_url'].split('/')[-1].split('?')[0]
+    for role in (Postgres.ROLE, 'postgres', student):
+        tried = run(PG / 'psql', '-w', '-h', postgres.folder, '-U', role, '-d', database, '-c', 'select 1',
+                    user=student, check=False)
+        assert tried.returncode != 0 and 'no password supplied' in tried.stderr, (role, tried.stderr)
+    wrong = run(PG / 'psql', '-w', '-h', postgres.folder, '-U', Postgres.ROLE, '-d', database, '-c', 'select 1',
+                user=student, env=dict(ENV, PGPASSWORD='a-guess'), check=False)
+    assert wrong.returncode != 0 and 'password authentication failed' in wrong.stderr, wrong.stderr
+
+
+def test_the_readme_and_the_course_tests_never_let_a_connection_in_without_a_password():
+    files = [ROOT / 'README.md', ROOT / 'tests' / 'course.py', *sorted((ROOT / 'tests').glob('test_course_*.py')),
+             *sorted((ROOT / 'deploy').glob('*.py'))]
+    for path in files:
+        found = NO_PASSWORD.search(path.read_text())
+        assert not found, f'{path.name}: {found.group(0)}'
