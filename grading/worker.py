@@ -271,7 +271,7 @@ def grade(job):
         nbformat.write(nb, out)
     if pages:
         try:
-            trouble = feedback.write(home / 'fb', assignment, sid, pages, scores, problems, [home, job.get('out', home)])
+            trouble = feedback.write(home / 'fb', assignment, sid, pages, scores, problems, [home, job['out']])
         except Exception as e:  # the feedback's trouble must not cost the grade
             trouble = f'the grader could not write the feedback ({type(e).__name__}: {e})'
         if trouble:
