@@ -248,10 +248,8 @@ def plot_mistakes(path, assignment, rows, n):
     ax.set_xlim(0, max(n, 1) * 1.08)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f'students who lost points to it (of {n})')
-    ax.set_title('What the class got wrong: for each graded step, the causes of lost points',
-                 fontsize=10, loc='left')
-    for side in ('top', 'right'):
-        ax.spines[side].set_visible(False)
+    ax.set_title('What the class got wrong: for each graded step, the causes of lost points', fontsize=10, loc='left')
+    ax.spines[['top', 'right']].set_visible(False)
     if not rows:
         ax.text(0.5, 0.5, 'no points lost', transform=ax.transAxes, ha='center', fontsize=11)
         ax.set_yticks([])

@@ -105,9 +105,6 @@ class Judge:
         self.ready = True
         send(self.box.stdin, encode(message))
 
-    def close(self):
-        return self.box.stop()
-
 
 def run_notebook(judge, nb, release, specs, job, meanwhile):
     """Cells, then graded cells, of one notebook in the judge: [cell result or None per cell of
@@ -255,14 +252,14 @@ def grade(job):
             judge = judge or Judge(job, home)
             todo.append((name, nb, *run_notebook(judge, nb, release, specs, job, meanwhile)))
         except Exception as e:  # the judge died or went silent: this notebook scores 0, the next gets a new one
-            said = judge.close() if judge else ''
+            said = judge.box.stop() if judge else ''
             judge = None
             why = f'{type(e).__name__}: {e}' if str(e) else type(e).__name__
             last = [ln for ln in said.splitlines() if ln.strip()]
             problems.append(dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
                                  f'({why}{"; " + last[-1] if last else ""}); scored 0'))
     if judge is not None:
-        judge.close()
+        judge.box.stop()
     judge_all()
     pages = {name: shown(nb, assignment.notebooks[name], verdicts[name], scores[name]) for name, nb in repaired.items()}
     for name, nb in pages.items():
