@@ -3,17 +3,15 @@
 Every student is graded in a process and folders of their own (grading/worker.py), JOBS
 at a time. Their code runs in the judge (grading/judge.py), in a bubblewrap sandbox
 (grading/sandbox.py) that sees neither OUT nor the submissions; the verdicts are reached
-outside it. Only this process
-writes the class gradebook, one student after the other, so parallel grading cannot
-corrupt it. Without SUBMISSIONS it grades a demo class made from the kit's own notebooks
-(grading/demo.py).
+outside it. Only this process writes the class gradebook, one student after the other, so
+parallel grading cannot corrupt it. Without SUBMISSIONS it grades a demo class made from
+the kit's own notebooks (grading/demo.py).
 """
 import argparse
 import json
 import multiprocessing
 import os
 import shutil
-import signal
 import sys
 import time
 import warnings
@@ -22,14 +20,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import checks
 from grading import demo, intake, report, sandbox, worker
 from grading.course import assignment_name, make_template
 from grading.gradebook import prepare, record
 
 FORKS = multiprocessing.get_context('forkserver')
 # what every worker imports, once: nbgrader (the feedback), and torch with the checks (inputs and verdicts)
-FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch',
-                              'checks.atomic', 'checks.cross_entropy', 'checks.batchnorm', 'checks.training'])
+FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch', *checks.MODULES])
 
 
 def parse(argv=None):
@@ -40,14 +38,13 @@ def parse(argv=None):
     ap.add_argument('--out', default='grades', help='output folder (default: grades)')
     ap.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='students graded at once')
     ap.add_argument('--timeout', type=int, default=300, help='seconds one cell may run (default 300)')
-    ap.add_argument('--notebook-timeout', type=int, default=1200,
-                    help='seconds one notebook may run in all (default 1200)')
+    ap.add_argument('--notebook-timeout', type=int, default=1200, help='seconds one notebook may run in all '
+                    '(default 1200)')
     ap.add_argument('--memory-limit', type=int, default=2048, help="MB of memory for a student's sandbox, its "
                     'processes and RAM folders together (default 2048)')
-    ap.add_argument('--collect-regexp', default=intake.DEFAULT_REGEXP,
-                    help='how zip_collect finds student and notebook in archived file paths '
-                         '(FileNameCollectorPlugin.named_regexp; default: one archive per student, '
-                         'named after them)')
+    ap.add_argument('--collect-regexp', default=intake.DEFAULT_REGEXP, help='how zip_collect finds student and '
+                    'notebook in archived file paths (FileNameCollectorPlugin.named_regexp; default: one archive '
+                    'per student, named after them)')
     ap.add_argument('--assignment', help='assignment name (default: the one folder in solutions/)')
     ap.add_argument('--notebooks', help='grade only these notebooks, by name, comma-separated '
                     '(e.g. 01_atomic_backprop for the first week; default: all of them)')
@@ -60,61 +57,31 @@ def parse(argv=None):
     return ap.parse_args(argv)
 
 
-def descendants(pid):
-    """Process ids under `pid` (Linux /proc; elsewhere none: kernels also exit on their own
-    once their parent is gone)."""
-    parents = {}
-    for entry in Path('/proc').glob('[0-9]*/stat'):
-        try:
-            fields = entry.read_text().rsplit(')', 1)[1].split()
-            parents[int(entry.parent.name)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found, todo = [], [pid]
-    while todo:
-        kids = [p for p, pp in parents.items() if pp == todo.pop()]
-        found += kids
-        todo += kids
-    return found
-
-
-def kill_tree(pid):
-    """The worker and everything it started, the sandbox included (it has a session of its own)."""
-    for p in descendants(pid)[::-1] + [pid]:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def failed(job, text):
+    return dict(student=job['student'], scores={}, problems=[dict(text=f'{text}; scored 0')])
 
 
 def run_worker(job, deadline):
-    """grading.worker for one student in a process of its own, forked from a server that
-    has nbgrader imported already; stopped after `deadline` seconds. Its result."""
+    """grading.worker for one student in a process of its own, forked from a server that has
+    nbgrader and torch imported already; stopped after `deadline` seconds (its sandbox dies
+    with it: --die-with-parent, and the cgroups are emptied at the end). Its result."""
     try:
-        return fork_worker(job, deadline)
+        course = Path(job['course'])  # the worker's own folder; the sandbox never sees it
+        course.mkdir(parents=True)
+        (course / 'job.json').write_text(json.dumps(job))
+        proc = FORKS.Process(target=worker.run, args=(str(course / 'job.json'),))
+        proc.start()
+        proc.join(deadline)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            return failed(job, f'grading this student took longer than {deadline} s and was stopped')
+        if (course / 'result.json').exists():
+            return json.loads((course / 'result.json').read_text())
+        lines = [ln for ln in (course / 'worker.log').read_text(errors='replace').splitlines() if ln.strip()]
+        return failed(job, f'grading failed ({lines[-1] if lines else f"exit code {proc.exitcode}"})')
     except Exception as e:  # the grader's own trouble costs this student only
-        return dict(student=job['student'], scores={}, problems=[dict(
-            text=f'grading failed ({type(e).__name__}: {e}); scored 0')])
-
-
-def fork_worker(job, deadline):
-    course = Path(job['course'])  # the worker's own folder; the sandbox never sees it
-    course.mkdir(parents=True)
-    (course / 'job.json').write_text(json.dumps(job))
-    proc = FORKS.Process(target=worker.run, args=(str(course / 'job.json'),))
-    proc.start()
-    proc.join(deadline)
-    if proc.is_alive():
-        kill_tree(proc.pid)
-        proc.join()
-        return dict(student=job['student'], scores={}, problems=[dict(
-            text=f'grading this student took longer than {deadline} s and was stopped; scored 0')])
-    result = course / 'result.json'
-    if result.exists():
-        return json.loads(result.read_text())
-    lines = [ln for ln in (course / 'worker.log').read_text(errors='replace').splitlines() if ln.strip()]
-    return dict(student=job['student'], scores={}, problems=[dict(
-        text=f'grading failed ({lines[-1] if lines else f"exit code {proc.exitcode}"}); scored 0')])
+        return failed(job, f'grading failed ({type(e).__name__}: {e})')
 
 
 def keep_outputs(out, home, student):
@@ -125,28 +92,6 @@ def keep_outputs(out, home, student):
         shutil.rmtree(dest, ignore_errors=True)
         if (where / kind / student).is_dir():
             shutil.copytree(where / kind / student, dest, symlinks=True)
-
-
-def grade_all(args, students, work, name, deadline, cgroups, db_url, assignment, out):
-    """Every student through a worker, JOBS at a time; each result recorded as it comes."""
-    results = []
-    with ThreadPoolExecutor(max(args.jobs, 1)) as pool, \
-            tqdm(total=len(students), unit='student', desc='grading', file=sys.stderr) as bar:
-        jobs = {pool.submit(run_worker, dict(
-            student=student, folder=str(folder), course=str(work / 'students' / student),
-            template=str(work / 'template'), assignment=name, timeout=args.timeout,
-            notebook_timeout=args.notebook_timeout, memory_mb=args.memory_limit, out=str(out),
-            cgroups={k: str(v) for k, v in cgroups.items()}, sandbox=not args.no_sandbox),
-            deadline): student
-            for student, folder in students.items()}
-        for done in as_completed(jobs):
-            result = done.result()
-            record(db_url, assignment, result)
-            keep_outputs(out, work / 'students' / jobs[done], jobs[done])
-            results.append(result)
-            bar.set_postfix_str(jobs[done])
-            bar.update()
-    return results
 
 
 def main(argv=None):
@@ -169,7 +114,7 @@ def main(argv=None):
     work.mkdir(parents=True)
 
     name = args.assignment or assignment_name()
-    only = [n.strip().removesuffix('.ipynb') for n in args.notebooks.split(',') if n.strip()] if args.notebooks else None
+    only = [n.strip().removesuffix('.ipynb') for n in (args.notebooks or '').split(',') if n.strip()]
     assignment = make_template(work / 'template', name, only)
     stale = assignment.stale_release()
     if stale:
@@ -191,21 +136,30 @@ def main(argv=None):
     cgroups, why = sandbox.parent_cgroups() if not args.no_sandbox else ({}, [])
     for line in why:
         print(f'warning: {line}: a student\'s sandbox is graded without that limit', file=sys.stderr)
-    results = []
-    started = time.monotonic()
-    try:
-        results = grade_all(args, students, work, name, deadline, cgroups, db_url, assignment, out)
+    job = dict(template=str(work / 'template'), assignment=name, timeout=args.timeout, out=str(out),
+               notebook_timeout=args.notebook_timeout, memory_mb=args.memory_limit, sandbox=not args.no_sandbox,
+               cgroups={k: str(v) for k, v in cgroups.items()})
+    results, started = [], time.monotonic()
+    try:  # every student through a worker, JOBS at a time; each result recorded as it comes
+        with ThreadPoolExecutor(max(args.jobs, 1)) as pool, \
+                tqdm(total=len(students), unit='student', desc='grading', file=sys.stderr) as bar:
+            todo = {pool.submit(run_worker, dict(job, student=s, folder=str(f), course=str(work / 'students' / s)),
+                                deadline): s for s, f in students.items()}
+            for done in as_completed(todo):
+                results.append(done.result())
+                record(db_url, assignment, results[-1])
+                keep_outputs(out, work / 'students' / todo[done], todo[done])
+                bar.set_postfix_str(todo[done])
+                bar.update()
     finally:
         sandbox.remove_cgroups(cgroups)
     seconds = time.monotonic() - started
     by_student = {r['student']: r for r in results}
     for p in trouble:  # from collecting archives: a line for a graded student, or a student with no grade
-        if p['student'] in by_student:
-            by_student[p['student']]['problems'].append(p)
-        else:
-            by_student[p['student']] = dict(student=p['student'], scores={}, problems=[p])
-            results.append(by_student[p['student']])
+        if p['student'] not in by_student:
+            results.append(by_student.setdefault(p['student'], dict(student=p['student'], scores={}, problems=[])))
             record(db_url, assignment, results[-1])
+        by_student[p['student']]['problems'].append(p)
 
     report.write_csv(out / 'grades.csv', assignment, results)
     report.plot(out / 'summary.png', assignment, results)

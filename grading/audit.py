@@ -16,39 +16,36 @@ import re
 
 from IPython.core.inputtransformer2 import TransformerManager
 
+import checks
 from grading.course import aliases, grade_id
 
-AUTOGRAD = {'backward', 'autograd', 'grad', 'grad_fn', 'enable_grad', 'set_grad_enabled', 'requires_grad',
-            'requires_grad_', 'retain_grad', 'retains_grad', 'register_hook', 'saved_tensors_hooks',
-            'functorch', 'forward_ad', 'jvp', 'vjp', 'jacfwd', 'jacrev', 'hessian', '_grad', '_grad_fn',
-            '_backward_hooks'}
-TORCH_ONLY = {'func', 'ops', '_ops', '_C', '_functorch'}  # autograd when hung off torch: torch.func, torch.ops, torch._C
+AUTOGRAD = set('''backward autograd grad grad_fn enable_grad set_grad_enabled requires_grad requires_grad_
+    retain_grad retains_grad register_hook saved_tensors_hooks functorch forward_ad jvp vjp jacfwd jacrev hessian
+    _grad _grad_fn _backward_hooks'''.split())
+TORCH_ONLY = {'func', 'ops', '_ops', '_C', '_functorch'}  # autograd when hung off torch: torch.func, torch._C ...
 AUTOGRAD_MODULES = ('torch.autograd', 'torch.func', 'torch._C', 'torch.ops', 'torch._functorch', 'functorch',
                     'torch.nn.grad')
-MODULES = ('threading', '_thread', 'concurrent', 'multiprocessing', 'torch.multiprocessing', 'subprocess', 'pty',
-           'signal', '_signal', 'atexit', 'asyncio', 'importlib', 'ctypes', '_ctypes', 'gc', 'inspect', 'socket',
-           'runpy', 'posix', '_posixsubprocess', 'builtins', 'code', 'marshal', 'mmap', 'faulthandler', 'pkgutil', 'pydoc')
-OS = {'fork', 'forkpty', 'system', 'popen', 'kill', 'killpg', 'pidfd_open', 'register_at_fork', 'setsid',
-      'read', 'write', 'pread', 'pwrite', 'readv', 'writev', 'sendfile', 'dup', 'dup2', 'fdopen', 'open', 'pipe',
-      'pipe2', 'openpty', 'memfd_create', 'environ', 'environb', 'getenv', 'getenvb', 'putenv', 'unsetenv'}
-SYS = {'modules', 'settrace', 'setprofile', 'addaudithook', 'stdin', '_current_frames', 'meta_path', 'path_hooks',
-       'monitoring', 'remote_exec', 'call_tracing', 'excepthook'}
-ANYWHERE = {'_getframe', 'currentframe', 'f_back', 'f_locals', 'f_globals', 'f_builtins', 'f_code', 'f_trace',
-            'tb_frame', 'tb_next', 'gi_frame', 'cr_frame', 'ag_frame', 'fileno',  # frames, descriptors
-            'run_cell', 'run_cell_async', 'run_code', 'run_ast_nodes', 'transform_cell', 'input_transformers_post',
-            'input_transformers_cleanup', 'ast_transformers', 'events', 'showtraceback', 'set_custom_exc',
-            'InteractiveTB', 'CustomTB', 'custom_exceptions', 'user_ns', 'user_global_ns', 'displayhook', 'ev', 'ex',
-            'safe_execfile', 'safe_run_module'}  # IPython
+MODULES = set('''threading _thread concurrent multiprocessing torch.multiprocessing subprocess pty signal _signal
+    atexit asyncio importlib ctypes _ctypes gc inspect socket runpy posix _posixsubprocess builtins code marshal
+    mmap faulthandler pkgutil pydoc'''.split())
+OS = set('''fork forkpty system popen kill killpg pidfd_open register_at_fork setsid read write pread pwrite readv
+    writev sendfile dup dup2 fdopen open pipe pipe2 openpty memfd_create environ environb getenv getenvb putenv
+    unsetenv'''.split())
+SYS = set('''modules settrace setprofile addaudithook stdin _current_frames meta_path path_hooks monitoring
+    remote_exec call_tracing excepthook'''.split())
+# frames, descriptors, IPython's machinery
+ANYWHERE = set('''_getframe currentframe f_back f_locals f_globals f_builtins f_code f_trace tb_frame tb_next
+    gi_frame cr_frame ag_frame fileno run_cell run_cell_async run_code run_ast_nodes transform_cell ev ex
+    input_transformers_post input_transformers_cleanup ast_transformers events showtraceback set_custom_exc
+    InteractiveTB CustomTB custom_exceptions user_ns user_global_ns displayhook safe_execfile
+    safe_run_module'''.split())
 BUILTINS = {'exec', 'eval', 'compile', '__import__', 'breakpoint'}
 NAMED_BY = {'getattr': 1, 'setattr': 1, 'delattr': 1, 'hasattr': 1, 'attrgetter': 0, 'methodcaller': 0}  # its argument
 SAFE_DUNDERS = {'__init__', '__name__', '__qualname__', '__doc__', '__version__', '__main__'}
-SHELL_MAGICS = {'system', 'sx', 'sc', 'bash', 'sh', 'script', 'perl', 'ruby', 'python', 'python2', 'python3',
-                'pypy', 'run', 'load', 'env', 'set_env', 'pip', 'conda', 'mamba', 'load_ext', 'reload_ext',
-                'alias', 'macro', 'store', 'writefile', 'file', 'debug', 'killbgscripts', 'autoawait'}
-SENSITIVE = {'torch', 'sys', 'builtins', '__builtins__', 'checks', 'helpers', 'IPython', 'get_ipython()', 'os',
-             'numpy', 'math'}
-MUTATORS = {'clear', 'update', 'pop', 'popitem', 'append', 'extend', 'insert', 'remove', 'setdefault', 'add',
-            'discard', '__setitem__'}
+SHELL_MAGICS = set('''system sx sc bash sh script perl ruby python python2 python3 pypy run load env set_env pip
+    conda mamba load_ext reload_ext alias macro store writefile file debug killbgscripts autoawait'''.split())
+SENSITIVE = set('torch sys builtins __builtins__ checks helpers IPython get_ipython() os numpy math'.split())
+MUTATORS = set('clear update pop popitem append extend insert remove setdefault add discard __setitem__'.split())
 RAW_PATHS = ('/proc', '/dev/fd', '/dev/std', '/dev/tty')
 PASTED = 10  # this many float literals in one cell look like numbers copied from an output
 
@@ -110,13 +107,6 @@ def binds(nodes):
     return names - declared
 
 
-def local_names(fn):
-    """The names a function (or lambda) binds: its arguments and what its body binds."""
-    args = fn.args
-    names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg] if a}
-    return names | binds(fn.body if isinstance(fn.body, list) else [fn.body])
-
-
 def written_path(call, names):
     """The constant path a call writes (open(path, 'w'), Path(path).write_text(...),
     torch.save(x, path)), or None."""
@@ -134,10 +124,6 @@ def written_path(call, names):
         if f.attr != 'open' or opens_to_write:
             return str(f.value.args[0].value)
     return None
-
-
-def outside(path):
-    return path.startswith(('/', '~')) or '..' in path.replace('\\', '/').split('/')
 
 
 class Reader(ast.NodeVisitor):
@@ -163,25 +149,21 @@ class Reader(ast.NodeVisitor):
             self.visit(part)
         self.inside_autograd -= 1
 
-    # scopes: what a function binds is its own, not a notebook global
+    # scopes: what a function (or lambda) binds is its own, not a notebook global
     def visit_FunctionDef(self, node):
-        for outer in node.decorator_list + node.args.defaults + [d for d in node.args.kw_defaults if d]:
+        args = node.args
+        for outer in getattr(node, 'decorator_list', []) + args.defaults + [d for d in args.kw_defaults if d]:
             self.visit(outer)  # evaluated where the function is defined
-        self.scopes.append(local_names(node))
-        self.functions.append(node.name)
-        for statement in node.body:
+        body = node.body if isinstance(node.body, list) else [node.body]
+        self.scopes.append(binds(body) | {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs +
+                                          [args.vararg, args.kwarg] if a})
+        self.functions.append(getattr(node, 'name', self.functions[-1] if self.functions else None))
+        for statement in body:
             self.visit(statement)
         self.functions.pop()
         self.scopes.pop()
 
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_Lambda(self, node):
-        for outer in node.args.defaults + [d for d in node.args.kw_defaults if d]:
-            self.visit(outer)
-        self.scopes.append(local_names(node))
-        self.visit(node.body)
-        self.scopes.pop()
+    visit_AsyncFunctionDef = visit_Lambda = visit_FunctionDef
 
     def visit_ListComp(self, node):
         self.scopes.append({n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)})
@@ -297,7 +279,7 @@ class Reader(ast.NodeVisitor):
                 isinstance(args[0], ast.Constant) and isinstance(args[0].value, int):
             self.flag('held', f'opens file descriptor {args[0].value}')
         path = written_path(node, self.names)
-        if path is not None and outside(path):
+        if path is not None and (path.startswith(('/', '~')) or '..' in path.replace('\\', '/').split('/')):
             self.flag('held', f'writes {path!r}, outside its working folder')
         if name in ('run_line_magic', 'run_cell_magic') and args:
             if not all(isinstance(a, ast.Constant) for a in args):
@@ -309,10 +291,9 @@ class Reader(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Subscript(self, node):
-        space = node.value.func.id if isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) \
-            else None
-        if space in ('vars', 'globals', 'locals') and not isinstance(node.slice, ast.Constant):
-            self.flag('held', f'looks up a computed name in {space}()')
+        space = dotted(node.value, {}) if isinstance(node.value, ast.Call) else None
+        if space in ('vars()', 'globals()', 'locals()') and not isinstance(node.slice, ast.Constant):
+            self.flag('held', f'looks up a computed name in {space}')
         self.generic_visit(node)
 
     def magic(self, name, texts):
@@ -325,23 +306,6 @@ class Reader(ast.NodeVisitor):
             tree = python_of(' '.join(words[k:]))
             if tree is not None:
                 return self.visit(tree)
-
-
-def floats(tree):
-    return sum(1 for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, float))
-
-
-def answer_names(release):
-    """The names the graded cells call: checks.spec(gid).answer; notebook 4's trained network
-    is trained with train_step."""
-    import checks
-    out = set()
-    for gid in release.graded:
-        try:
-            out.add('train_step' if gid == 'test_trained' else checks.spec(gid).answer)
-        except KeyError:
-            pass
-    return out
 
 
 def scan(nb, release):
@@ -368,9 +332,12 @@ def scan(nb, release):
                 binders.setdefault(name, []).append(len(statements))
             statements.append((i, statement, reader, student))
 
-    # what the graded functions reach, followed by name from statement to statement (the
-    # kit's own functions included: a student's name they read counts as reached)
-    todo = [(k, name) for name in sorted(answer_names(release)) for k in binders.get(name, [])]
+    # what the graded functions reach (checks.spec(gid).answer; notebook 4 is trained with train_step),
+    # followed by name from statement to statement (the kit's own functions included: a student's
+    # name they read counts as reached)
+    specs = checks.specs()
+    graded = {'train_step' if gid == 'test_trained' else specs[gid].answer for gid in release.graded if gid in specs}
+    todo = [(k, name) for name in sorted(graded) for k in binders.get(name, [])]
     rooted = {statements[k][0] for k, _ in todo}
     todo += [(k, gid) for k, (i, _, _, _) in enumerate(statements) for j, gid, _, _ in cells
              if j == i and gid and i not in rooted]  # an answer cell that binds no graded name: all of it
@@ -404,6 +371,7 @@ def scan(nb, release):
                     aliases(statement).get(name) == release.kit_names[name]):
                 found.append((i, f'defines `{name}` again, which the kit provides', None))
     for i, _, tree, student in cells:
-        if student and floats(tree) >= PASTED:
-            found.append((i, f'has {floats(tree)} numbers typed in: values pasted from an output?', None))
+        typed = sum(isinstance(n, ast.Constant) and isinstance(n.value, float) for n in ast.walk(tree))
+        if student and typed >= PASTED:
+            found.append((i, f'has {typed} numbers typed in: values pasted from an output?', None))
     return list(dict.fromkeys(found))

@@ -1,6 +1,5 @@
-"""The assignment as nbgrader sees it: its release, its gradebook and what each graded cell
-is worth. Nothing here is specific to one
-notebook: the notebooks, cells and points come from the release and the gradebook."""
+"""The assignment as nbgrader sees it: its release, its gradebook and what each graded cell is
+worth. Nothing here names a notebook: notebooks, cells and points come from the release and the gradebook."""
 import ast
 import re
 import shutil
@@ -76,20 +75,7 @@ def label(cell):
 
 def stage_at(cells, index, points):
     """The graded cell (grade id) whose score cell `index` feeds: the next graded one."""
-    for cell in cells[index:]:
-        if grade_id(cell) in points:
-            return grade_id(cell)
-    return None
-
-
-def heading_before(cells, index):
-    """The last markdown heading above cell `index`, to name a stage in plots."""
-    for cell in reversed(cells[:index]):
-        if cell.cell_type == 'markdown':
-            heads = re.findall(r'^#+\s*(.+)$', cell.source, flags=re.M)
-            if heads:
-                return heads[-1].strip()
-    return None
+    return next((grade_id(cell) for cell in cells[index:] if grade_id(cell) in points), None)
 
 
 class Notebook:
@@ -105,12 +91,20 @@ class Notebook:
         self.points = {k: float(meta[k]['points']) for k in self.graded}
         self.locked = {k for k in self.order if meta[k].get('locked')}
         self.solutions = [k for k in self.order if meta[k].get('solution')]
-        self.labels = {}
-        for i, cell in enumerate(release.cells):
+        self.labels, heading = {}, None  # each graded cell named by the last markdown heading above it, for plots
+        for cell in release.cells:
             if grade_id(cell) in self.points:
-                self.labels[grade_id(cell)] = heading_before(release.cells, i) or grade_id(cell)
+                self.labels[grade_id(cell)] = heading or grade_id(cell)
+            heads = re.findall(r'^#+\s*(.+)$', cell.source, flags=re.M) if cell.cell_type == 'markdown' else []
+            heading = heads[-1].strip() if heads else heading
         self.kit_sources = {c.source.strip() for c in release.cells}
-        self.kit_names = kit_names(c for c in source.cells if grade_id(c) in self.locked)
+        self.kit_names = {}  # {name: what it is} for what the kit's own cells import (cmp, torch, F, ...)
+        for cell in source.cells:
+            if grade_id(cell) in self.locked and cell.cell_type == 'code':
+                try:
+                    self.kit_names.update(aliases(ast.parse(cell.source)))
+                except SyntaxError:
+                    pass
 
     @property
     def total(self):
@@ -130,17 +124,6 @@ def aliases(tree):
     return out
 
 
-def kit_names(cells):
-    """{name: what it is} for what the kit's own cells import (cmp, expect_grads, torch, F, ...)."""
-    out = {}
-    for cell in cells:
-        try:
-            out.update(aliases(ast.parse(cell.source)) if cell.cell_type == 'code' else {})
-        except SyntaxError:
-            continue
-    return out
-
-
 class Assignment:
     """The template folder made by make_template: release, gradebook and source notebooks."""
 
@@ -156,13 +139,11 @@ class Assignment:
             release = nbformat.read(self.folder / 'release' / name / f'{nb_name}.ipynb', as_version=4)
             source = nbformat.read(SOLUTIONS / name / f'{nb_name}.ipynb', as_version=4)
             self.notebooks[nb_name] = Notebook(nb_name, release, source)
-        seen = {}
-        for nb_name, nb in self.notebooks.items():
-            for gid in nb.graded:
-                if gid in seen:  # the grader's checks are looked up by grade id alone
-                    raise SystemExit(f'grade id {gid} is in both {seen[gid]} and {nb_name}: grade ids must be '
-                                     'unique across the assignment')
-                seen[gid] = nb_name
+        gids = [gid for nb in self.notebooks.values() for gid in nb.graded]
+        for gid in gids:
+            if gids.count(gid) > 1:  # the grader's checks are looked up by grade id alone
+                raise SystemExit(f'grade id {gid} is in several notebooks: grade ids must be unique across the '
+                                 'assignment')
 
     @property
     def total(self):
@@ -173,10 +154,7 @@ class Assignment:
         stale = []
         for name, nb in self.notebooks.items():
             committed = ROOT / 'notebooks' / self.name / f'{name}.ipynb'
-            if not committed.exists():
-                stale.append(name)
-                continue
-            theirs = nbformat.read(committed, as_version=4)
-            if [c.source for c in theirs.cells] != [c.source for c in nb.release.cells]:
+            theirs = nbformat.read(committed, as_version=4).cells if committed.exists() else None
+            if theirs is None or [c.source for c in theirs] != [c.source for c in nb.release.cells]:
                 stale.append(name)
         return stale

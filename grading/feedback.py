@@ -17,7 +17,9 @@ import sysconfig
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import Gradebook
 
+from grading import gradebook
 from grading.course import ROOT, kit_config
 
 STYLE = '''<style>
@@ -45,16 +47,6 @@ def scrub(text, paths):
     return text
 
 
-def readable(nb, paths):
-    """A copy of notebook `nb` with no path of the grading machine in its outputs."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        for out in cell.get('outputs', []):
-            if out.get('output_type') == 'stream':
-                out['text'] = scrub(out.get('text', ''), paths)
-    return nb
-
-
 def answer_cell(release, p):
     """The answer cell a problem line is about: its own cell, or the last answer before its stage."""
     if p.get('cell') in release.solutions:
@@ -66,17 +58,9 @@ def answer_cell(release, p):
     return before[-1] if before else None
 
 
-def problem_box(lines):
-    if not lines:
-        return ''
-    items = ''.join(f'<li>{html.escape(t)}</li>' for t in lines)
-    return f'<div class="grader-problems"><b>What the grader found:</b><ul>{items}</ul></div>'
-
-
 def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
     """Feedback HTML in FOLDER/feedback/<sid>/<assignment>/ for `notebooks` ({name: the
     notebook with the verdicts in it}), showing the grader's `scores` and `problems`. None, or what went wrong."""
-    from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,14 +68,9 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
     paths = machine_paths(scrub_paths)
     mine = {name: [p for p in problems if p.get('notebook') in (name, None)] for name in notebooks}
     with Gradebook(f'sqlite:///{folder / "gradebook.db"}') as gb:
-        gb.update_or_create_student(sid)
-        gb.update_or_create_submission(assignment.name, sid)
+        gradebook.write(gb, assignment, dict(student=sid, scores=scores))
         for name, nb in notebooks.items():
             release = assignment.notebooks[name]
-            for gid in release.graded:
-                grade = gb.find_grade(gid, name, assignment.name, sid)
-                grade.auto_score = scores[name].get(gid, 0.0)
-                grade.needs_manual_grade = False
             said = {}
             for p in mine[name]:
                 where = answer_cell(release, p)
@@ -100,9 +79,12 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
             for gid in release.solutions:
                 comment = gb.find_comment(gid, name, assignment.name, sid)
                 comment.manual_comment = '\n\n'.join(scrub(t, paths) for t in said.get(gid, [])) or None
+            nb = copy.deepcopy(nb)  # no path of the grading machine in its outputs
+            for o in (o for cell in nb.cells for o in cell.get('outputs', []) if o.get('output_type') == 'stream'):
+                o['text'] = scrub(o.get('text', ''), paths)
             out = folder / 'autograded' / sid / assignment.name / f'{name}.ipynb'
             out.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(readable(nb, paths), out)
+            nbformat.write(nb, out)
         gb.db.commit()
     result = NbGraderAPI(config=kit_config(folder)).generate_feedback(assignment.name, sid, force=True)
     if not result['success']:
@@ -113,7 +95,9 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
             continue
         text = page.read_text()
         text = text.replace('</head>', STYLE + '</head>', 1)
-        box = problem_box([(f'{p["cell"]}: ' if p.get('cell') else '') + scrub(p['text'], paths) for p in mine[name]])
+        lines = [(f'{p["cell"]}: ' if p.get('cell') else '') + scrub(p['text'], paths) for p in mine[name]]
+        items = ''.join(f'<li>{html.escape(t)}</li>' for t in lines)
+        box = f'<div class="grader-problems"><b>What the grader found:</b><ul>{items}</ul></div>' if items else ''
         text = re.sub(r'(</h4>)', lambda m: m.group(1) + box, text, count=1)
         page.write_text(scrub(text, paths))
     return None

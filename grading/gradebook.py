@@ -4,17 +4,12 @@ Without --db-url it is a fresh sqlite file, OUT/gradebook.db. With --db-url it i
 course's own gradebook (say PostgreSQL, shared by several grading machines and the
 formgrader), which must hold the assignment already. Recording a student again overwrites
 their scores with the same ones, so a shard that was stopped half-way is simply run again.
+Each gradebook is opened with no course of its own (course_id ''): nbgrader would otherwise
+add a 'default_course' row, and shards starting at the same moment would race to add it.
 """
 import shutil
 
 from nbgrader.api import Gradebook, InvalidEntry, MissingEntry
-
-
-def open_book(db_url):
-    """nbgrader's Gradebook on `db_url`, opened with no course of its own (course_id ''):
-    nbgrader would otherwise add a 'default_course' row, and shards starting at the same
-    moment would race to add it."""
-    return Gradebook(db_url, course_id='')
 
 
 def prepare(db_url, out, assignment):
@@ -24,7 +19,7 @@ def prepare(db_url, out, assignment):
         shutil.copy(assignment.gradebook, out / 'gradebook.db')
         return f'sqlite:///{out / "gradebook.db"}'
     try:
-        with open_book(db_url) as book:
+        with Gradebook(db_url, course_id='') as book:
             book.find_assignment(assignment.name)
     except MissingEntry:
         raise SystemExit(f'{db_url} has no assignment {assignment.name}: run '
@@ -37,7 +32,7 @@ def prepare(db_url, out, assignment):
 def record(db_url, assignment, result):
     """Write one student's scores. If another shard writes the same student at the same
     moment, nbgrader's unique keys refuse the second row (never duplicate it): try again."""
-    with open_book(db_url) as book:
+    with Gradebook(db_url, course_id='') as book:
         try:
             write(book, assignment, result)
         except InvalidEntry:
@@ -46,6 +41,7 @@ def record(db_url, assignment, result):
 
 
 def write(book, assignment, result):
+    """result['scores'] as the auto scores of result['student'] in `book`."""
     student = result['student']
     book.update_or_create_student(student)
     book.update_or_create_submission(assignment.name, student)

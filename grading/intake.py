@@ -39,10 +39,8 @@ def find_students(submissions, work, assignment, regexp=DEFAULT_REGEXP):
     submissions = Path(submissions)
     if not submissions.is_dir():
         raise SystemExit(f'no such folder: {submissions}')
-    students, problems = {}, []
-    for entry in sorted(submissions.iterdir()):
-        if entry.is_dir() and visible(entry, submissions):
-            students[entry.name] = entry
+    students = {e.name: e for e in sorted(submissions.iterdir()) if e.is_dir() and visible(e, submissions)}
+    problems = []
     files = [e for e in sorted(submissions.iterdir())
              if e.is_file() and visible(e, submissions) and (e.suffix in ARCHIVES or e.suffix == '.ipynb')]
     if files:
@@ -60,21 +58,22 @@ def find_students(submissions, work, assignment, regexp=DEFAULT_REGEXP):
 def zip_collect(files, work, assignment, regexp):
     """nbgrader zip_collect on all the files at once; if it fails, on each file alone, so
     one broken archive only costs its own student(s)."""
-    collected, problems = {}, []
-    if run_zip_collect(files, work / 'all', assignment, regexp) is None:
-        return students_in(work / 'all', assignment), problems
+    collected, error = run_zip_collect(files, work / 'all', assignment, regexp)
+    if error is None:
+        return collected, []
+    problems = []
     for i, f in enumerate(files):
-        error = run_zip_collect([f], work / f'{i:04d}', assignment, regexp)
-        if error is None:
-            for student, folder in students_in(work / f'{i:04d}', assignment).items():
-                collected.setdefault(student, folder)
-        else:
+        found, error = run_zip_collect([f], work / f'{i:04d}', assignment, regexp)
+        for student, folder in found.items():
+            collected.setdefault(student, folder)
+        if error is not None:
             problems.append(dict(student=f.name.split('.')[0], text=f'{f.name}: nbgrader zip_collect '
                                  f'could not collect it: {error}'))
     return collected, problems
 
 
 def run_zip_collect(files, course, assignment, regexp):
+    """({student: folder} collected in `course`, None) or ({}, why not)."""
     shutil.rmtree(course, ignore_errors=True)
     archive = course / 'downloaded' / assignment / 'archive'
     archive.mkdir(parents=True)
@@ -87,15 +86,9 @@ def run_zip_collect(files, course, assignment, regexp):
                          cwd=course, env=env, capture_output=True, text=True)
     if run.returncode != 0:
         lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.strip()]
-        return lines[-1] if lines else f'exit code {run.returncode}'
-    return None
-
-
-def students_in(course, assignment):
-    submitted = course / 'submitted'
-    if not submitted.is_dir():
-        return {}
-    return {d.name: d / assignment for d in sorted(submitted.iterdir()) if (d / assignment).is_dir()}
+        return {}, lines[-1] if lines else f'exit code {run.returncode}'
+    folders = sorted((course / 'submitted').iterdir()) if (course / 'submitted').is_dir() else []
+    return {d.name: d / assignment for d in folders if (d / assignment).is_dir()}, None
 
 
 # ---------------------------------------------------------------- which file is which notebook
@@ -169,14 +162,11 @@ def clean_cell(cell):
     return new
 
 
-def execution_tags(cell):
+def tagged(cell):
+    """Whether `cell` carries a tag that would change how it runs."""
     meta = cell.get('metadata')
     tags = meta.get('tags') if isinstance(meta, dict) else None
-    return [t for t in tags if t in ('skip-execution', 'raises-exception')] if isinstance(tags, list) else []
-
-
-def names(ids):
-    return ', '.join(ids)
+    return isinstance(tags, list) and any(t in ('skip-execution', 'raises-exception') for t in tags)
 
 
 def repair(raw, release):
@@ -189,11 +179,10 @@ def repair(raw, release):
         return None, [dict(text=f'{release.name}.ipynb {why}')]
     problems = []
     cells = [c for c in nb.get('cells', []) if isinstance(c, dict)]
-    tagged = [str(i + 1) for i, c in enumerate(cells) if execution_tags(c)]
+    tags = [str(i + 1) for i, c in enumerate(cells) if tagged(c)]
     cells = [clean_cell(c) for c in cells]
-    if tagged:
-        problems.append(dict(text=f'cells {names(tagged)} carried skip-execution/raises-exception '
-                             'tags; ignored'))
+    if tags:
+        problems.append(dict(text=f'cells {", ".join(tags)} carried skip-execution/raises-exception tags; ignored'))
 
     where = defaultdict(list)
     for i, c in enumerate(cells):
@@ -243,21 +232,15 @@ def repair(raw, release):
             out.append(fixed)
         out.extend(after[g])
 
-    if unknown or older:
-        problems.append(dict(text='made from an older release (' + names(unknown + older) +
-                             ' differ from the current one); graded against the current release' +
-                             (f', with {names(deleted)} added' if deleted else '')))
-    elif deleted:
-        problems.append(dict(text=f'deleted {names(deleted)}; put back from the release'))
-    if doubled:
-        problems.append(dict(text=f'{names(doubled)} appear more than once; all copies ran, '
-                             'top to bottom, and the last one counts as the graded cell'))
-    if retyped:
-        problems.append(dict(text=f'{names(retyped)} changed cell type; graded as in the release'))
-    if edited:
-        problems.append(dict(text=f'edited the read-only {names(edited)}; graded with the originals'))
-    if repointed:
-        problems.append(dict(text=f'changed the points of {names(repointed)}; put back'))
+    said = [(unknown + older, 'made from an older release ({} differ from the current one); graded against the '
+             'current release' + (', with {} added' if deleted else '')),
+            ([] if unknown or older else deleted, 'deleted {}; put back from the release'),
+            (doubled, '{} appear more than once; all copies ran, top to bottom, and the last one counts as the '
+             'graded cell'),
+            (retyped, '{} changed cell type; graded as in the release'),
+            (edited, 'edited the read-only {}; graded with the originals'),
+            (repointed, 'changed the points of {}; put back')]
+    problems += [dict(text=text.format(', '.join(ids), ', '.join(deleted))) for ids, text in said if ids]
 
     fixed_nb = nbformat.v4.new_notebook(cells=out, metadata=copy.deepcopy(release.release.metadata))
     nbformat.validate(fixed_nb)

@@ -112,14 +112,13 @@ def prepare():
     cfg = Config()
     cfg.HistoryManager.enabled = False
     shell = InteractiveShell.instance(config=cfg)
+
+    def refuse_shell(*args, **kwargs):
+        raise PermissionError('shell commands are not run when grading')
     shell.system = shell.getoutput = refuse_shell
     # nobody reads tracebacks here, and formatting one keeps its frames' locals alive (a memory hog's list)
     shell.showtraceback = shell.showsyntaxerror = lambda *args, **kwargs: None
     return shell
-
-
-def refuse_shell(*args, **kwargs):
-    raise PermissionError('shell commands are not run when grading')
 
 
 class Child:
@@ -211,15 +210,11 @@ def judge_notebook(shell, job, wire_in, wire_out):
         del ask
         try:
             reply = read_frame(c.fro, MAX_FRAME, time.monotonic() + job['timeout'])
-        except TimeoutError:
-            c.stop()
-            c = None
-            send(wire_out, encode({'gid': gid, 'failed': 'timeout', 'why': str(job['timeout'])}))
-            continue
-        except Exception:
-            why = c.stop()
-            c = None
-            send(wire_out, encode({'gid': gid, 'failed': 'crashed', 'why': why}))
+        except Exception as e:  # it ran too long, died, or sent a frame over the cap
+            how, c = c.stop(), None
+            late = isinstance(e, TimeoutError)
+            send(wire_out, encode({'gid': gid, 'failed': 'timeout' if late else 'crashed',
+                                   'why': str(job['timeout']) if late else how}))
             continue
         send(wire_out, struct.pack('<Q', len(reply)) + reply)
     if c is not None:
@@ -240,9 +235,7 @@ def main():
         while True:
             try:
                 job = decode(read_frame(wire_in))
-            except EOFError:
-                break
-            if job == 'bye':
+            except EOFError:  # the worker is done with this student
                 break
             judge_notebook(shell, job, wire_in, wire_out)
     except Exception as e:  # the worker reads this as the judge's last word

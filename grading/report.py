@@ -3,6 +3,8 @@ class got wrong (mistakes.csv, mistakes.png)."""
 import csv
 import textwrap
 
+from matplotlib.ticker import MaxNLocator
+
 from checks.causes import WORDS, cause_of
 
 # the cause last, so that readers of the older columns keep them
@@ -36,10 +38,9 @@ def write_csv(path, assignment, results):
         for r in sorted(results, key=lambda r: r['student']):
             row, total = [r['student']], 0.0
             for name, nb in assignment.notebooks.items():
-                scores = r['scores'].get(name, {})
-                row += [fmt(scores.get(gid, 0.0)) for gid in nb.graded]
-                row.append(fmt(sum(scores.get(gid, 0.0) for gid in nb.graded)))
-                total += sum(scores.get(gid, 0.0) for gid in nb.graded)
+                got = [r['scores'].get(name, {}).get(gid, 0.0) for gid in nb.graded]
+                row += [fmt(g) for g in got] + [fmt(sum(got))]
+                total += sum(got)
             out.writerow(row + [fmt(total), ' '.join(r.get('held') or [])])
 
 
@@ -59,12 +60,8 @@ def score_of(problem, result, assignment):
 
 
 def problem_rows(assignment, results):
-    rows = []
-    for r in sorted(results, key=lambda r: r['student']):
-        for p in r['problems']:
-            rows.append((r['student'], p.get('notebook') or '-', p.get('cell') or '-',
-                         score_of(p, r, assignment), p['text'], cause(p)))
-    return rows
+    return [(r['student'], p.get('notebook') or '-', p.get('cell') or '-', score_of(p, r, assignment), p['text'],
+             cause(p)) for r in sorted(results, key=lambda r: r['student']) for p in r['problems']]
 
 
 def cause(problem):
@@ -96,14 +93,17 @@ def write_problems(folder, rows):
     return text
 
 
-def plot(path, assignment, results):
-    """For every graded cell, how many students got full, partial and no marks (the
-    hardest step stands out), and the distribution of totals."""
+def pyplot():
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    return plt
 
+
+def plot(path, assignment, results):
+    """For every graded cell, how many students got full, partial and no marks (the
+    hardest step stands out), and the distribution of totals."""
+    plt = pyplot()
     stages = [(name, gid) for name, nb in assignment.notebooks.items() for gid in nb.graded]
     n = len(results)
     full, part, zero, mean = [], [], [], []
@@ -223,11 +223,7 @@ def write_mistakes(folder, assignment, results):
 def plot_mistakes(path, assignment, rows, n):
     """One group of bars per graded cell that cost anyone points: its causes, ranked by how
     many students each cost points there, each cause in its own colour throughout."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+    plt = pyplot()
     plain = {'other': '#9a9a9a', 'not-written': '#c8c8c8', 'held': '#8b1a1a', 'autograd': '#8b1a1a'}
     slips = [k for k in WORDS if k not in plain]  # 19 keys, a colour of tab20 each
     colour = {k: plt.get_cmap('tab20')(i % 20) for i, k in enumerate(slips)} | plain
@@ -252,10 +248,8 @@ def plot_mistakes(path, assignment, rows, n):
     ax.set_xlim(0, max(n, 1) * 1.08)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f'students who lost points to it (of {n})')
-    ax.set_title('What the class got wrong: for each graded step, the causes of lost points',
-                 fontsize=10, loc='left')
-    for side in ('top', 'right'):
-        ax.spines[side].set_visible(False)
+    ax.set_title('What the class got wrong: for each graded step, the causes of lost points', fontsize=10, loc='left')
+    ax.spines[['top', 'right']].set_visible(False)
     if not rows:
         ax.text(0.5, 0.5, 'no points lost', transform=ax.transAxes, ha='center', fontsize=11)
         ax.set_yticks([])

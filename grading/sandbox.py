@@ -139,12 +139,12 @@ class Cgroups:
             return False
 
     def stop(self):
-        """Kill every task left in them, then remove them."""
         for path in self.paths.values():
             kill_and_remove(path)
 
 
 def kill_and_remove(cgroup):
+    """Kill every task left in `cgroup`, then remove it."""
     for _ in range(200):
         try:
             left = [int(p) for p in (cgroup / 'cgroup.procs').read_text().split()]
@@ -166,12 +166,10 @@ def kill_and_remove(cgroup):
 
 def remove_cgroups(parents):
     """What is left in this run's cgroups (a worker stopped at its deadline), killed and removed."""
-    for parent in (parents or {}).values():
-        if Path(parent).is_dir():
-            for child in Path(parent).iterdir():
-                if child.is_dir():
-                    kill_and_remove(child)
-            kill_and_remove(Path(parent))
+    for parent in map(Path, (parents or {}).values()):
+        for child in [c for c in parent.iterdir() if c.is_dir()] if parent.is_dir() else []:
+            kill_and_remove(child)
+        kill_and_remove(parent)
 
 
 class Box:
@@ -179,7 +177,7 @@ class Box:
     environment): .stdin and .stdout are pipes to it; stop() ends it and everything in it."""
 
     def __init__(self, argv, parents, name, memory_mb, sandbox=True, binds=()):
-        self.cgroups = Cgroups(parents, name, memory_mb) if sandbox else Cgroups(None, name, memory_mb)
+        self.cgroups = Cgroups(parents if sandbox else None, name, memory_mb)
         cmd = self.cgroups.prefix() + command(argv, binds) if sandbox else list(argv)
         env = environment() if sandbox else dict(os.environ, PYTHONDONTWRITEBYTECODE='1', OMP_NUM_THREADS='1',
                                                   MKL_NUM_THREADS='1', MPLBACKEND='Agg')
@@ -195,7 +193,7 @@ class Box:
             pass
         self.cgroups.stop()
         self.proc.wait()
-        said = self.proc.stderr.read(4096) if self.proc.stderr else b''
+        said = self.proc.stderr.read(4096)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 f.close()

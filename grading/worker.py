@@ -19,6 +19,7 @@ import secrets
 import sys
 import time
 import warnings
+from collections import namedtuple
 from pathlib import Path
 
 import nbformat
@@ -29,40 +30,22 @@ from grading.judge import MAX_FRAME, decode, encode, read_frame, send
 
 MAX_BYTES = 200 * 2**20  # a notebook of this course, outputs and all, is a few MB
 START_SECONDS = 180  # for the judge to import torch and say it is ready, on a busy machine
-HOLDS = ('held', 'autograd')
-
-
-class Verdict:
-    """The grader's verdict on one graded cell: right (text None) or why not; whether the
-    answer ran at all (if not, the cell that broke it says more); the problem's cause."""
-
-    def __init__(self, text, ran=True, cause=None):
-        self.text, self.ran, self.cause = text, ran, cause
-
-
-def audited(nb, release):
-    """audit.scan as [(cell index, text, cause)]; a cause in HOLDS holds the notebook. (Until the
-    audit gives causes, what it names is held, but for typed-in numbers and a redefined kit name.)"""
-    out = []
-    for i, text, *cause in audit.scan(nb, release):
-        if not cause:
-            cause = ['autograd' if 'grad' in text or 'backward' in text else
-                     None if 'numbers typed in' in text or 'which the kit provides' in text else 'held']
-        out.append((i, text, cause[0]))
-    return out
+# the grader's verdict on one graded cell: right (text None) or why not; whether the answer ran
+# at all (if not, the cell that broke it says more); the problem's cause
+Verdict = namedtuple('Verdict', 'text ran cause', defaults=(True, None))
 
 
 def cell_text(status, ename, evalue, memory_mb):
-    """(sentence, cause) for how a cell ran, as the judge reported it."""
+    """(sentence, cause) for how a cell (or a graded call) ran, as the judge reported it."""
     if status == 'timeout' and ename == 'NotebookTimeout':
         return f'not run: the notebook reached its {evalue} s time limit', 'timeout'
     if status == 'timeout':
         return f'stopped after {evalue} s, the time limit per cell (an infinite loop?)', 'timeout'
+    if ename == 'MemoryError' or 'allocate memory' in str(evalue):
+        return f'ran out of memory (the limit is {memory_mb} MB)', 'memory'
     if status == 'crashed':
         return (f'the process running the notebook died running this cell ({evalue}: os._exit, a crash or the '
                 'memory limit); the grader started a new one and went on', 'crashed')
-    if ename == 'MemoryError' or 'allocate memory' in evalue:
-        return f'ran out of memory (the limit is {memory_mb} MB)', 'memory'
     if ename == 'SystemExit':
         return 'called sys.exit() or exit(); the grader went on with the next cell', 'error'
     if ename == 'NotImplementedError':
@@ -75,12 +58,12 @@ def judge_reply(spec, gid, cases, reply, job):
     """The grader's Verdict on what the judge sent back for graded cell `gid`."""
     if not isinstance(reply, dict) or reply.get('gid') != gid:
         return Verdict(f'the judge sent back nothing readable for {gid}', False, 'crashed')
-    if reply.get('failed') == 'timeout':
-        return Verdict(f'stopped after {job["timeout"]} s, the time limit per cell (an infinite loop?)', False, 'timeout')
-    if reply.get('failed') and reply.get('why') == 'MemoryError':
-        return Verdict(f'ran out of memory (the limit is {job["memory_mb"]} MB)', False, 'memory')
-    if reply.get('failed'):
-        return Verdict(f'the process running the notebook died running {gid} ({reply.get("why")}: os._exit, a crash '
+    failed, why = reply.get('failed'), reply.get('why')
+    if failed == 'timeout' or failed and why == 'MemoryError':
+        text, cause = cell_text(failed, why, job['timeout'], job['memory_mb'])
+        return Verdict(text, False, cause)
+    if failed:
+        return Verdict(f'the process running the notebook died running {gid} ({why}: os._exit, a crash '
                        'or the memory limit)', False, 'crashed')
     if reply.get('missing'):
         return Verdict(f'`{spec.answer}` is not defined (did the cells above it run without errors?)', False, 'error')
@@ -90,8 +73,8 @@ def judge_reply(spec, gid, cases, reply, job):
                        f'{len(cases)} cases', cause='crashed')
     if any(not isinstance(k, int) or k != 0 for k in nodes):
         made = sum(k for k in nodes if isinstance(k, int))
-        return Verdict(f'autograd computed the answer: {made} autograd graph nodes were made while {spec.answer} ran '
-                       'on the grader\'s inputs; compute the gradients by hand', cause='autograd')
+        return Verdict(f'autograd computed the answer: {made} autograd graph nodes were made while {spec.answer} '
+                       "ran on the grader's inputs; compute the gradients by hand", cause='autograd')
     for case, out in zip(cases, outputs):
         hint = spec.judge(case, out)
         if hint is not None:
@@ -121,9 +104,6 @@ class Judge:
             raise RuntimeError('the judge did not start')
         self.ready = True
         send(self.box.stdin, encode(message))
-
-    def close(self):
-        return self.box.stop()
 
 
 def run_notebook(judge, nb, release, specs, job, meanwhile):
@@ -232,13 +212,13 @@ def grade(job):
         nbformat.write(nb, submitted / f'{name}.ipynb')
         repaired[name] = nb
         try:
-            flagged = audited(nb, release)
+            flagged = audit.scan(nb, release)
         except (RecursionError, ValueError, MemoryError) as e:
             flagged = [(None, f'its code could not be read for tricks ({type(e).__name__}); held for review', 'held')]
         for i, text, cause in flagged:
             problems.append(dict(notebook=name, cell=None if i is None else label(nb.cells[i]), cause=cause, text=text,
                                  stage=None if i is None else stage_at(nb.cells, i, release.points)))
-        if any(cause in HOLDS for _, _, cause in flagged):
+        if any(cause in ('held', 'autograd') for _, _, cause in flagged):
             held.append(name)
 
     import checks.training
@@ -272,14 +252,14 @@ def grade(job):
             judge = judge or Judge(job, home)
             todo.append((name, nb, *run_notebook(judge, nb, release, specs, job, meanwhile)))
         except Exception as e:  # the judge died or went silent: this notebook scores 0, the next gets a new one
-            said = judge.close() if judge else ''
+            said = judge.box.stop() if judge else ''
             judge = None
             why = f'{type(e).__name__}: {e}' if str(e) else type(e).__name__
             last = [ln for ln in said.splitlines() if ln.strip()]
             problems.append(dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
                                  f'({why}{"; " + last[-1] if last else ""}); scored 0'))
     if judge is not None:
-        judge.close()
+        judge.box.stop()
     judge_all()
     pages = {name: shown(nb, assignment.notebooks[name], verdicts[name], scores[name]) for name, nb in repaired.items()}
     for name, nb in pages.items():
@@ -288,7 +268,7 @@ def grade(job):
         nbformat.write(nb, out)
     if pages:
         try:
-            trouble = feedback.write(home / 'fb', assignment, sid, pages, scores, problems, [home, job.get('out', home)])
+            trouble = feedback.write(home / 'fb', assignment, sid, pages, scores, problems, [home, job['out']])
         except Exception as e:  # the feedback's trouble must not cost the grade
             trouble = f'the grader could not write the feedback ({type(e).__name__}: {e})'
         if trouble:
