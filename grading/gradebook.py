@@ -41,7 +41,8 @@ def record(db_url, assignment, result):
 
 
 def write(book, assignment, result):
-    """result['scores'] as the auto scores of result['student'] in `book`."""
+    """result['scores'] as the auto scores of result['student'] in `book`; the graded cells of a
+    notebook the audit held are flagged for manual grading, so the formgrader lists them."""
     student = result['student']
     book.update_or_create_student(student)
     book.update_or_create_submission(assignment.name, student)
@@ -49,5 +50,5 @@ def write(book, assignment, result):
         for gid in nb.graded:
             grade = book.find_grade(gid, name, assignment.name, student)
             grade.auto_score = result['scores'].get(name, {}).get(gid, 0.0)
-            grade.needs_manual_grade = False
+            grade.needs_manual_grade = name in result.get('held', ())
     book.db.commit()

@@ -315,6 +315,14 @@ def test_no_honest_student_is_held(graded):
             assert json.loads(folder.read_text())['held'] == [], student
 
 
+def test_the_formgrader_lists_held_notebooks_for_manual_grading_and_no_other(graded):
+    from nbgrader.api import Gradebook
+    with Gradebook(f'sqlite:///{graded["out"] / "gradebook.db"}') as gb:
+        flagged = {s.id for s in gb.students
+                   if any(g.needs_manual_grade for nb in gb.find_submission(ASSIGNMENT, s.id).notebooks for g in nb.grades)}
+    assert flagged == set(HELD)
+
+
 def test_feedback_shows_the_notebook_as_handed_in_with_the_verdict_in_each_graded_cell(graded):
     alice = (graded['out'] / 'feedback' / 'good_alice' / ASSIGNMENT / f'{NB}.html').read_text()
     assert alice.count('points: right') == 4 and '3 of 3 points: right' in alice
