@@ -93,7 +93,7 @@ if __name__ == '__main__':
     d = forward_atoms(params, Xb, Yb)
     d['loss'].backward()
     C = params[0]
-    dC = torch.zeros_like(C)
+    dC = torch.zeros(C.shape)  # the slip: an indexed += keeps one of a repeated row's gradients
     dC[Xb] += d['emb'].grad
     caption, hint = mistake(dC, C.grad, 'dC')
     with open(sys.argv[1], 'wb') as f:

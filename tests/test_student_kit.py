@@ -104,6 +104,7 @@ def test_the_share_pins_what_the_kit_pins(share):
 
 RUN = '''
 import sys
+from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
