@@ -86,7 +86,10 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
             out.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, out)
         gb.db.commit()
-    result = NbGraderAPI(config=kit_config(folder)).generate_feedback(assignment.name, sid, force=True)
+    config = kit_config(folder)
+    if len(notebooks) == 1:  # the pages written before stay as they are
+        config.CourseDirectory.notebook_id = next(iter(notebooks))
+    result = NbGraderAPI(config=config).generate_feedback(assignment.name, sid, force=True)
     if not result['success']:
         return 'nbgrader could not write the feedback'
     for name in notebooks:

@@ -1,15 +1,17 @@
 """The judge: the one process that runs a student's code, in their sandbox.
 
-    python -m grading.judge      (grading/worker.py starts it; stdin, stdout: pipes to the worker)
+    python -m grading.judge [IN,OUT ...]   (grading/worker.py starts it with a pair of pipes per notebook)
 
-P imports torch (one thread), IPython, helpers, checks and pyseccomp once, then forks a child C
-per notebook. C loads a seccomp filter (no thread, process, exec or ptrace; signals only to
-itself), takes its references (the autograd node counter, its pipe, each check's `run`) and
-only then runs the cells in an IPython shell (prints dropped, shell escapes refused),
-reporting each as ok, error or timeout. A cell that runs too long or kills C: P kills C and
-forks another that runs the cells before it again, without the broken one. Then, one graded
-cell at a time, C runs `spec.run(answer, case)` on the inputs the worker sends, counting the
-autograd graph nodes made from reading them to sending the outputs. P runs no student code.
+P imports torch (one thread), IPython, helpers, checks and pyseccomp once, then forks a server
+per pair of pipes, so that a student's notebooks run at once; a server forks a child C per
+notebook. C closes every descriptor but its own two pipes, loads a seccomp filter (no thread,
+process, exec or ptrace; signals only to itself), takes its references (the autograd node
+counter, its pipe, each check's `run`) and only then runs the cells in an IPython shell
+(prints dropped, shell escapes refused), reporting each as ok, error or timeout. A cell that
+runs too long or kills C: the server kills C and forks another that runs the cells before it
+again, without the broken one. Then, one graded cell at a time, C runs `spec.run(answer,
+case)` on the inputs the worker sends, counting the autograd graph nodes made from reading
+them to sending the outputs. P and the servers run no student code.
 Frames: 8 bytes of length, then a torch.save payload read with torch.load(weights_only=True)
 under a size cap.
 """
@@ -101,7 +103,7 @@ def prepare():
         if (block_size, seed) != (3, 42) or w != words or s != stoi:
             return build(w, s, block_size, seed)
         return [tuple(t.clone() for t in pair) for pair in built]
-    helpers.split_dataset = split_dataset
+    helpers.split_dataset = helpers.data.split_dataset = helpers.network.split_dataset = split_dataset
     # ldconfig knows no library in the sandbox: name them, as Debian installs them
     find = ctypes.util.find_library
     ctypes.util.find_library = lambda name: {'c': 'libc.so.6', 'seccomp': 'libseccomp.so.2'}.get(name) or find(name)
@@ -221,8 +223,22 @@ def judge_notebook(shell, job, wire_in, wire_out):
         c.stop()
 
 
+def serve(shell, wire_in, wire_out):
+    """One channel to the worker: its notebooks, one after another."""
+    send(wire_out, encode('ready'))
+    while True:
+        try:
+            job = decode(read_frame(wire_in))
+        except EOFError:  # the worker is done with this student
+            return
+        judge_notebook(shell, job, wire_in, wire_out)
+
+
 def main():
-    wire_in, wire_out = os.dup(0), os.dup(1)
+    """P: the imports, then one forked server per channel (the worker gives one per notebook, as
+    pairs of descriptors 'IN,OUT' in argv; without them, stdin and stdout), so that a student's
+    notebooks run at once."""
+    channels = [tuple(map(int, arg.split(','))) for arg in sys.argv[1:]] or [(os.dup(0), os.dup(1))]
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
@@ -231,19 +247,29 @@ def main():
         shell = prepare()
         import ctypes
         ctypes.CDLL('libc.so.6').prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no /proc/<P>/mem for C
-        send(wire_out, encode('ready'))
-        while True:
-            try:
-                job = decode(read_frame(wire_in))
-            except EOFError:  # the worker is done with this student
-                break
-            judge_notebook(shell, job, wire_in, wire_out)
     except Exception as e:  # the worker reads this as the judge's last word
-        try:
+        for _, wire_out in channels:
             send(wire_out, encode({'judge_error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}))
-        except OSError:
-            pass
         sys.exit(2)
+    servers = []
+    for wire_in, wire_out in channels:
+        pid = os.fork()
+        if pid == 0:
+            for fd in {fd for pair in channels for fd in pair} - {wire_in, wire_out}:
+                os.close(fd)
+            try:
+                serve(shell, wire_in, wire_out)
+            except Exception as e:
+                try:
+                    send(wire_out, encode({'judge_error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}))
+                except OSError:
+                    pass
+            os._exit(0)
+        servers.append(pid)
+    for fd in {fd for pair in channels for fd in pair}:
+        os.close(fd)
+    for pid in servers:
+        os.waitpid(pid, 0)
 
 
 # ---------------------------------------------------------------- C: the student's code
@@ -276,6 +302,10 @@ def child(shell, job, skip, wire_in, wire_out):
     import torch
     pid, cells, graded, memory_mb = os.getpid(), job['cells'], job['graded'], job['memory_mb']
     ctypes.CDLL('libc.so.6').prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: its own /proc files are its own again
+    low, high = sorted((wire_in, wire_out))  # no descriptor but its own two pipes: none to the worker
+    os.closerange(3, low)
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, 2**16)
     with open('/proc/self/oom_score_adj', 'w') as f:
         f.write('1000')  # at the sandbox's memory limit, the kernel stops C, not P
     # a MemoryError for a cell asking for more than half the limit, before the limit stops C

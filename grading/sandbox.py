@@ -16,10 +16,11 @@
 - its own PID, network (loopback only), IPC and UTS namespaces: it sees no process of the
   machine and reaches no socket outside it (no Unix socket is bound in); when it is
   stopped, everything in it ends (--die-with-parent, and the cgroups are emptied);
-- stdin and stdout are pipes to the worker, stderr a pipe the worker reads at most 4 KB
-  of; no other descriptor enters. The worker reads stdout in frames of capped size.
-Inside it, the judge's child that runs student code loads a seccomp filter: no thread,
-no process, no exec (grading/judge.py).
+- stdin, stdout and a pair of pipes per notebook connect it to the worker, stderr is a pipe
+  the worker reads at most 4 KB of; no other descriptor enters. The worker reads every pipe
+  in frames of capped size.
+Inside it, the judge's child that runs student code keeps only its own two pipes and loads a
+seccomp filter: no thread, no process, no exec (grading/judge.py).
 """
 import os
 import shutil
@@ -174,16 +175,25 @@ def remove_cgroups(parents):
 
 class Box:
     """`argv` running in a sandbox (or, with sandbox=False, as a plain child with the same
-    environment): .stdin and .stdout are pipes to it; stop() ends it and everything in it."""
+    environment): .stdin and .stdout are pipes to it, and .channels `channels` more pairs of
+    pipes (to it, from it), whose far ends it gets as 'IN,OUT' arguments; stop() ends it and
+    everything in it."""
 
-    def __init__(self, argv, parents, name, memory_mb, sandbox=True, binds=()):
+    def __init__(self, argv, parents, name, memory_mb, sandbox=True, binds=(), channels=0):
         self.cgroups = Cgroups(parents if sandbox else None, name, memory_mb)
-        cmd = self.cgroups.prefix() + command(argv, binds) if sandbox else list(argv)
+        pipes = [(os.pipe(), os.pipe()) for _ in range(channels)]
+        far = [(to[0], fro[1]) for to, fro in pipes]
+        argv = list(argv) + [f'{a},{b}' for a, b in far]
+        cmd = self.cgroups.prefix() + command(argv, binds) if sandbox else argv
         env = environment() if sandbox else dict(os.environ, PYTHONDONTWRITEBYTECODE='1', OMP_NUM_THREADS='1',
                                                   MKL_NUM_THREADS='1', MPLBACKEND='Agg')
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True, cwd='/')
+                                     stderr=subprocess.PIPE, start_new_session=True, cwd='/',
+                                     pass_fds=[fd for pair in far for fd in pair])
+        for fd in (fd for pair in far for fd in pair):
+            os.close(fd)
         self.stdin, self.stdout = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        self.channels = [(to[1], fro[0]) for to, fro in pipes]
 
     def stop(self):
         """End it; up to 4 KB of what it wrote to stderr."""
@@ -194,9 +204,9 @@ class Box:
         self.cgroups.stop()
         self.proc.wait()
         said = self.proc.stderr.read(4096)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr, *(fd for pair in self.channels for fd in pair)):
             try:
-                f.close()
+                os.close(f) if isinstance(f, int) else f.close()
             except OSError:
                 pass
         return said.decode(errors='replace')

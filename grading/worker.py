@@ -3,11 +3,13 @@ grading/__main__. JOB.json says who (student, folder), where (course: this stude
 folder; template: course.make_template's) and the limits. Outside the sandbox, the worker
 1. picks, repairs (grading/intake.py) and audits (grading/audit.py) the notebooks: one the
    audit holds scores 0 and is listed in result['held'] for review;
-2. starts one sandbox with the judge in it (grading/sandbox.py, grading/judge.py), sends it
-   each notebook's code cells (graded test cells left out) and reads how each cell ran;
+2. starts one sandbox with the judge in it (grading/sandbox.py, grading/judge.py) and, in a
+   thread per notebook over a channel of its own, sends it the notebook's code cells (graded
+   test cells left out) and reads how each cell ran, so that the notebooks run at once;
 3. then, one graded cell at a time, draws fresh inputs from a `secrets` seed, sends them, and
-   judges what comes back with the check's `judge` here: the points when every case is right
-   and no autograd node was made, else 0 with the reason;
+   judges what comes back with the check's `judge` here (in the main thread, as each notebook
+   ends): the points when every case is right and no autograd node was made, else 0 with the
+   reason;
 4. writes the feedback: the notebook as handed in, each graded cell showing its verdict.
 It leaves result.json: dict(student, scores, problems, held, seconds), each problem a
 dict(notebook, cell, stage, text, cause).
@@ -15,8 +17,10 @@ dict(notebook, cell, stage, text, cause).
 import copy
 import json
 import os
+import queue
 import secrets
 import sys
+import threading
 import time
 import warnings
 from collections import namedtuple
@@ -86,15 +90,22 @@ def judge_reply(spec, gid, cases, reply, job):
 
 
 class Judge:
-    """The judge in its sandbox, and the frames to and from it (every read capped and timed)."""
+    """The judge in its sandbox, with a channel (a pair of pipes) per notebook."""
 
-    def __init__(self, job, home):
+    def __init__(self, job, home, notebooks):
         self.box = sandbox.Box([sys.executable, '-m', 'grading.judge'], job.get('cgroups'), home.name,
-                               job['memory_mb'], sandbox=job.get('sandbox', True))
-        self.ready = False  # it imports torch while the worker reads the notebooks
+                               job['memory_mb'], sandbox=job.get('sandbox', True), channels=notebooks)
+        self.channels = [Channel(*pair) for pair in self.box.channels]
+
+
+class Channel:
+    """Frames to and from one of the judge's servers, every read capped and timed."""
+
+    def __init__(self, to, fro):
+        self.to, self.fro, self.ready = to, fro, False  # it imports torch while the worker reads the notebooks
 
     def read(self, seconds, cap=MAX_FRAME):
-        message = decode(read_frame(self.box.stdout, cap, time.monotonic() + seconds))
+        message = decode(read_frame(self.fro, cap, time.monotonic() + seconds))
         if isinstance(message, dict) and 'judge_error' in message:
             raise RuntimeError(f'the judge stopped: {message["judge_error"]}')
         return message
@@ -103,18 +114,17 @@ class Judge:
         if not self.ready and self.read(START_SECONDS) != 'ready':
             raise RuntimeError('the judge did not start')
         self.ready = True
-        send(self.box.stdin, encode(message))
+        send(self.to, encode(message))
 
 
-def run_notebook(judge, nb, release, specs, job, meanwhile):
+def run_notebook(channel, nb, release, specs, job):
     """Cells, then graded cells, of one notebook in the judge: [cell result or None per cell of
-    nb] and {gid: (spec, cases, reply) or Verdict}. `meanwhile()` runs while the cells do."""
+    nb] and {gid: (spec, cases, reply) or Verdict}."""
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and grade_id(c) not in release.points]
     graded = [(gid, specs[gid].answer) for gid in release.graded if specs.get(gid)]
-    judge.send(dict(cells=[(label(nb.cells[i]), nb.cells[i].source) for i in code], graded=graded,
-                    timeout=job['timeout'], notebook_timeout=job['notebook_timeout'], memory_mb=job['memory_mb']))
-    meanwhile()
-    done = judge.read(job['notebook_timeout'] + 60)
+    channel.send(dict(cells=[(label(nb.cells[i]), nb.cells[i].source) for i in code], graded=graded,
+                      timeout=job['timeout'], notebook_timeout=job['notebook_timeout'], memory_mb=job['memory_mb']))
+    done = channel.read(job['notebook_timeout'] + 60)
     ran = [None] * len(nb.cells)
     for i, result in zip(code, done['cells'] if isinstance(done, dict) else []):
         ran[i] = tuple(map(str, result)) if isinstance(result, (list, tuple)) and len(result) == 3 else None
@@ -131,9 +141,9 @@ def run_notebook(judge, nb, release, specs, job, meanwhile):
             replies[gid] = Verdict(f'the grader could not make the inputs of {gid} ({type(e).__name__}: {e}); '
                                    'scored 0', False, 'other')
             continue
-        judge.send(dict(gid=gid, cases=cases))
-        replies[gid] = (spec, cases, judge.read(job['timeout'] + job['notebook_timeout'] + 60))
-    judge.send('end')
+        channel.send(dict(gid=gid, cases=cases))
+        replies[gid] = (spec, cases, channel.read(job['timeout'] + job['notebook_timeout'] + 60))
+    channel.send('end')
     return ran, replies
 
 
@@ -183,9 +193,9 @@ def grade(job):
     problems, held, repaired = [], [], {}
 
     try:
-        judge = Judge(job, home)  # it imports torch while this process reads the notebooks
-    except Exception:  # tried again, and said, for each notebook below
-        judge = None
+        judge = Judge(job, home, len(assignment.notebooks))  # it imports torch while this process reads the notebooks
+    except Exception as e:  # said below, for each notebook it should have run
+        judge, why_not = None, f'{type(e).__name__}: {e}'
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     problems += [dict(p, cause='missing') if p['text'].endswith('is missing') else p for p in found]
     kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
@@ -224,59 +234,63 @@ def grade(job):
     import checks.training
     specs = checks.specs()
     scores = {name: {g: 0.0 for g in release.points} for name, release in assignment.notebooks.items()}
-    verdicts = {name: {} for name in repaired}
-    todo = []  # judging what came back for one notebook, done while the judge runs the next one's cells
+    verdicts = {name: {g: Verdict('held for review: the audit named what is listed above', False, 'held')
+                       for g in assignment.notebooks[name].graded} if name in held else {} for name in repaired}
+    judged = queue.Queue()  # (name, what the judge reported or why it could not), as each notebook ends
 
-    def judge_all():
-        while todo:
-            name, nb, ran, replies = todo.pop()
-            release = assignment.notebooks[name]
-            verdicts[name] = {gid: r if isinstance(r, Verdict) else judge_reply(r[0], gid, r[1], r[2], job)
-                              for gid, r in replies.items()}
-            scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
-            problems.extend(dict(p, notebook=name) for p in problems_of(nb, release, ran, verdicts[name], scores[name],
-                                                                         job['memory_mb']))
-
-    def meanwhile():
-        judge_all()
-        if 'test_trained' in specs:
-            checks.training.splits(3)  # the dataset notebook 4's verdict measures on, built once, meanwhile
-
-    for name, nb in repaired.items():
-        release = assignment.notebooks[name]
-        if name in held:
-            verdicts[name] = {g: Verdict('held for review: the audit named what is listed above', False, 'held')
-                              for g in release.graded}
-            continue
+    def judge_in_turn(name, channel):
         try:
-            judge = judge or Judge(job, home)
-            todo.append((name, nb, *run_notebook(judge, nb, release, specs, job, meanwhile)))
-        except Exception as e:  # the judge died or went silent: this notebook scores 0, the next gets a new one
-            said = judge.box.stop() if judge else ''
-            judge = None
-            why = f'{type(e).__name__}: {e}' if str(e) else type(e).__name__
-            last = [ln for ln in said.splitlines() if ln.strip()]
-            problems.append(dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
-                                 f'({why}{"; " + last[-1] if last else ""}); scored 0'))
-    if judge is not None:
-        judge.box.stop()
-    judge_all()
-    pages = {name: shown(nb, assignment.notebooks[name], verdicts[name], scores[name]) for name, nb in repaired.items()}
-    for name, nb in pages.items():
+            judged.put((name, run_notebook(channel, repaired[name], assignment.notebooks[name], specs, job)))
+        except Exception as e:  # the judge died or went silent: this notebook scores 0
+            judged.put((name, f'{type(e).__name__}: {e}' if str(e) else type(e).__name__))
+
+    names = [name for name in repaired if name not in held]
+    if judge is None:
+        for name in names:
+            judged.put((name, why_not))
+    else:
+        for name, channel in zip(names, judge.channels):
+            threading.Thread(target=judge_in_turn, args=(name, channel), daemon=True).start()
+    if 'test_trained' in specs:
+        checks.training.splits(3)  # the dataset notebook 4's verdict measures on, built while the cells run
+    lines, failed, trouble = {}, {}, []
+
+    def page(name):  # its feedback, written while the judge runs the other notebooks
+        nb = shown(repaired[name], assignment.notebooks[name], verdicts[name], scores[name])
         out = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
         out.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out)
-    if pages:
+        said = [p for p in problems if p.get('notebook') in (None, name)] + lines.get(name, [])
         try:
-            trouble = feedback.write(home / 'fb', assignment, sid, pages, scores, problems, [home, job['out']])
+            trouble.append(feedback.write(home / 'fb', assignment, sid, {name: nb}, scores, said, [home, job['out']]))
         except Exception as e:  # the feedback's trouble must not cost the grade
-            trouble = f'the grader could not write the feedback ({type(e).__name__}: {e})'
-        if trouble:
-            problems.append(dict(text=trouble))
-        folder = home / 'fb' / 'feedback' / sid / assignment.name
-        if folder.is_dir():
-            for name, data in kept.items():
-                (folder / name).write_bytes(data)
+            trouble.append(f'the grader could not write the feedback ({type(e).__name__}: {e})')
+
+    for _ in names:
+        name, got = judged.get()
+        release = assignment.notebooks[name]
+        if isinstance(got, str):
+            failed[name] = got
+            continue
+        ran, replies = got
+        verdicts[name] = {gid: r if isinstance(r, Verdict) else judge_reply(r[0], gid, r[1], r[2], job)
+                          for gid, r in replies.items()}
+        scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
+        lines[name] = [dict(p, notebook=name) for p in problems_of(repaired[name], release, ran, verdicts[name],
+                                                                    scores[name], job['memory_mb'])]
+        page(name)
+    said = [ln for ln in (judge.box.stop() if judge else '').splitlines() if ln.strip()]
+    for name, why in failed.items():
+        lines[name] = [dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
+                            f'({why}{"; " + said[-1] if said else ""}); scored 0')]
+    for name in (name for name in repaired if name in held or name in failed):
+        page(name)
+    problems += [p for name in repaired for p in lines.get(name, [])]
+    problems += [dict(text=t) for t in dict.fromkeys(trouble) if t]
+    folder = home / 'fb' / 'feedback' / sid / assignment.name
+    if folder.is_dir():
+        for name, data in kept.items():
+            (folder / name).write_bytes(data)
     return dict(student=sid, scores=scores, problems=problems, held=held, seconds=time.monotonic() - started)
 
 
