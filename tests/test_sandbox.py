@@ -297,3 +297,30 @@ def test_make_grade_without_bubblewrap_says_what_to_install_and_refuses(tmp_path
     assert run.returncode != 0
     assert 'apt-get install bubblewrap' in run.stderr and '--no-sandbox' in run.stderr
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_students_notebooks_run_at_once_and_each_child_holds_only_its_own_two_pipes(cgroups):
+    waits = '''
+import os, time
+for _ in range(600):  # the other notebook's first cell makes /tmp/started; one after the other, this gives up
+    if os.path.exists('/tmp/started'):
+        break
+    time.sleep(0.1)
+links = []
+for fd in os.listdir('/proc/self/fd'):
+    try:
+        links.append(os.readlink(f'/proc/self/fd/{fd}').split(':')[0])
+    except OSError:
+        pass  # the listing's own descriptor, closed by now
+raise ValueError(' '.join(sorted(links)) + (' started' if os.path.exists('/tmp/started') else ' alone'))
+'''
+    box = sandbox.Box([sys.executable, '-m', 'grading.judge'], cgroups, f'twice-{os.getpid()}', 1024, channels=2)
+    try:
+        for (to, fro), cells in zip(box.channels, [[('waits', waits)], [('starts', "open('/tmp/started', 'w')")]]):
+            assert decode(read_frame(fro, 2**20, time.monotonic() + 300)) == 'ready'
+            send(to, encode(dict(cells=cells, graded=[], timeout=120, notebook_timeout=300, memory_mb=1024)))
+        ran = [decode(read_frame(fro, 2**20, time.monotonic() + 300))['cells'] for _, fro in box.channels]
+    finally:
+        box.stop()
+    assert ran[1] == [('ok', '', '')]
+    assert ran[0] == [('error', 'ValueError', '/dev/null /dev/null /dev/null pipe pipe started')], ran
