@@ -89,15 +89,6 @@ def judge_reply(spec, gid, cases, reply, job):
     return Verdict(None)
 
 
-class Judge:
-    """The judge in its sandbox, with a channel (a pair of pipes) per notebook."""
-
-    def __init__(self, job, home, notebooks):
-        self.box = sandbox.Box([sys.executable, '-m', 'grading.judge'], job.get('cgroups'), home.name,
-                               job['memory_mb'], sandbox=job.get('sandbox', True), channels=notebooks)
-        self.channels = [Channel(*pair) for pair in self.box.channels]
-
-
 class Channel:
     """Frames to and from one of the judge's servers, every read capped and timed."""
 
@@ -192,10 +183,11 @@ def grade(job):
     submitted.mkdir(parents=True)
     problems, held, repaired = [], [], {}
 
-    try:
-        judge = Judge(job, home, len(assignment.notebooks))  # it imports torch while this process reads the notebooks
+    try:  # the judge imports torch while this process reads the notebooks
+        box = sandbox.Box([sys.executable, '-m', 'grading.judge'], job.get('cgroups'), home.name, job['memory_mb'],
+                          sandbox=job.get('sandbox', True), channels=len(assignment.notebooks))
     except Exception as e:  # said below, for each notebook it should have run
-        judge, why_not = None, f'{type(e).__name__}: {e}'
+        box, why_not = None, f'{type(e).__name__}: {e}'
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     problems += [dict(p, cause='missing') if p['text'].endswith('is missing') else p for p in found]
     kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
@@ -245,12 +237,11 @@ def grade(job):
             judged.put((name, f'{type(e).__name__}: {e}' if str(e) else type(e).__name__))
 
     names = [name for name in repaired if name not in held]
-    if judge is None:
-        for name in names:
+    for name, pipes in zip(names, box.channels if box else [None] * len(names)):
+        if box is None:
             judged.put((name, why_not))
-    else:
-        for name, channel in zip(names, judge.channels):
-            threading.Thread(target=judge_in_turn, args=(name, channel), daemon=True).start()
+        else:
+            threading.Thread(target=judge_in_turn, args=(name, Channel(*pipes)), daemon=True).start()
     if 'test_trained' in specs:
         checks.training.splits(3)  # the dataset notebook 4's verdict measures on, built while the cells run
     lines, failed, trouble = {}, {}, []
@@ -279,7 +270,7 @@ def grade(job):
         lines[name] = [dict(p, notebook=name) for p in problems_of(repaired[name], release, ran, verdicts[name],
                                                                     scores[name], job['memory_mb'])]
         page(name)
-    said = [ln for ln in (judge.box.stop() if judge else '').splitlines() if ln.strip()]
+    said = [ln for ln in (box.stop() if box else '').splitlines() if ln.strip()]
     for name, why in failed.items():
         lines[name] = [dict(notebook=name, cause='crashed', text=f'the judge stopped while grading this notebook '
                             f'({why}{"; " + said[-1] if said else ""}); scored 0')]
