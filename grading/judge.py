@@ -77,8 +77,9 @@ def decode(data):
 
 # ---------------------------------------------------------------- P: imports once, forks a child per notebook
 
-def prepare():
-    """Everything a notebook of this kit imports, imported once before any fork."""
+def prepare(dataset=None):
+    """Everything a notebook of this kit imports, imported once before any fork, and the
+    dataset (from descriptor `dataset` if given)."""
     import ctypes.util
     import torch
     torch.set_num_threads(1)
@@ -93,9 +94,11 @@ def prepare():
     for name in checks.MODULES:
         __import__(name)
     import checks.handin  # noqa: F401
-    # the names' dataset, built once here rather than by each notebook: every call that asks for
-    # it gets a copy of its own
-    built, build = checks.training.splits(3), helpers.split_dataset
+    # the names' dataset, once for every notebook: the worker's, sent while P imported torch (else
+    # built here); every call that asks for it gets a copy of its own
+    built = [tuple(pair) for pair in decode(read_frame(dataset, 2**27))] if dataset else checks.training.splits(3)
+    cached, build = checks.training.splits, helpers.split_dataset
+    checks.training.splits = lambda block_size=3: built if block_size == 3 else cached(block_size)
     words = helpers.read_words()
     stoi = helpers.vocabulary(words)[0]
 
@@ -239,12 +242,13 @@ def main():
     pairs of descriptors 'IN,OUT' in argv; without them, stdin and stdout), so that a student's
     notebooks run at once."""
     channels = [tuple(map(int, arg.split(','))) for arg in sys.argv[1:]] or [(os.dup(0), os.dup(1))]
+    dataset = os.dup(0) if sys.argv[1:] else None  # with channels, stdin brings the dataset
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
     try:
-        shell = prepare()
+        shell = prepare(dataset)
         import ctypes
         ctypes.CDLL('libc.so.6').prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no /proc/<P>/mem for C
     except Exception as e:  # the worker reads this as the judge's last word

@@ -188,6 +188,9 @@ def grade(job):
                           sandbox=job.get('sandbox', True), channels=len(assignment.notebooks))
     except Exception as e:  # said below, for each notebook it should have run
         box, why_not = None, f'{type(e).__name__}: {e}'
+    import checks.training
+    if box:  # the dataset, built here while the judge imports torch (the verdict on notebook 4 needs it too)
+        threading.Thread(target=send, args=(box.stdin, encode(checks.training.splits(3))), daemon=True).start()
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     problems += [dict(p, cause='missing') if p['text'].endswith('is missing') else p for p in found]
     kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
@@ -223,7 +226,6 @@ def grade(job):
         if any(cause in ('held', 'autograd') for _, _, cause in flagged):
             held.append(name)
 
-    import checks.training
     specs = checks.specs()
     scores = {name: {g: 0.0 for g in release.points} for name, release in assignment.notebooks.items()}
     verdicts = {name: {g: Verdict('held for review: the audit named what is listed above', False, 'held')
@@ -242,8 +244,6 @@ def grade(job):
             judged.put((name, why_not))
         else:
             threading.Thread(target=judge_in_turn, args=(name, Channel(*pipes)), daemon=True).start()
-    if 'test_trained' in specs:
-        checks.training.splits(3)  # the dataset notebook 4's verdict measures on, built while the cells run
     lines, failed, trouble = {}, {}, []
 
     def page(name):  # its feedback, written while the judge runs the other notebooks
