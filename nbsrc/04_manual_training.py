@@ -278,20 +278,25 @@ plt.show()
 # During training, batchnorm normalized each batch with that batch's own mean and
 # variance. To use the network on one example at a time we fix them once: the mean and
 # (Bessel-corrected) variance of the first layer's pre-activations over the whole training
-# set. Then the loss on the training and validation sets.
+# set, written out as in notebook 1's forward pass. Then the loss on the training and
+# validation sets, 10,000 examples at a time: the whole training set in one go would make
+# tensors of 180,000 × 200 numbers at every step, and run several times slower.
 
 # %% locked id=calibrate
 with torch.no_grad():
     hprebn = C[Xtr].view(Xtr.shape[0], -1) @ W1 + b1
     bnmean = hprebn.mean(0, keepdim=True)
-    bnvar = hprebn.var(0, keepdim=True, unbiased=True)
+    bnvar = ((hprebn - bnmean)**2).sum(0, keepdim=True) / (Xtr.shape[0] - 1)
 
 
 @torch.no_grad()
-def split_loss(X, Y):
-    hprebn = C[X].view(X.shape[0], -1) @ W1 + b1
-    h = torch.tanh(bngain * (hprebn - bnmean) * (bnvar + 1e-5)**-0.5 + bnbias)
-    return F.cross_entropy(h @ W2 + b2, Y).item()
+def split_loss(X, Y, rows=10_000):
+    total = 0.0
+    for i in range(0, X.shape[0], rows):
+        hprebn = C[X[i:i + rows]].view(-1, n_embd * block_size) @ W1 + b1
+        h = torch.tanh(bngain * (hprebn - bnmean) * (bnvar + 1e-5)**-0.5 + bnbias)
+        total += F.cross_entropy(h @ W2 + b2, Y[i:i + rows], reduction='sum').item()
+    return total / X.shape[0]
 
 
 train_loss, val_loss = split_loss(Xtr, Ytr), split_loss(Xdev, Ydev)
