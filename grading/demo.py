@@ -53,7 +53,7 @@ def build(folder, assignment):
     shutil.rmtree(folder, ignore_errors=True)
     right = {f'{name}.ipynb': solved(nb) for name, nb in assignment.notebooks.items()}
     students = {'ada_solution': right,
-                'ben_blank': {f'{name}.ipynb': nb.release for name, nb in assignment.notebooks.items()},
+                'ben_blank': {f'{name}.ipynb': copy.deepcopy(nb.release) for name, nb in assignment.notebooks.items()},
                 'fay_renamed': {name.replace('.ipynb', '-Copy1.ipynb'): nb for name, nb in right.items()}}
     for student, edits in SLIPS.items():
         notebooks = copy.deepcopy(right)
