@@ -1,11 +1,9 @@
 """Grade a class: python -m grading [SUBMISSIONS] --out grades --jobs 2   (make grade)
 
-Every student is graded in a process and folders of their own (grading/worker.py), JOBS
-at a time. Their code runs in the judge (grading/judge.py), in a bubblewrap sandbox
-(grading/sandbox.py) that sees neither OUT nor the submissions; the verdicts are reached
-outside it. Only this process writes the class gradebook, one student after the other, so
-parallel grading cannot corrupt it. Without SUBMISSIONS it grades a demo class made from
-the kit's own notebooks (grading/demo.py).
+Every student is graded in a process and folders of their own (grading/worker.py), JOBS at a
+time, their code in a sandboxed judge that sees neither OUT nor the submissions. Only this
+process writes the class gradebook, one student after the other. Without SUBMISSIONS it
+grades a demo class made from the kit's own notebooks (grading/demo.py).
 """
 import argparse
 import json
@@ -30,7 +28,7 @@ FORKS = multiprocessing.get_context('forkserver')
 FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch', *checks.MODULES])
 
 
-def parse(argv=None):
+def parse():
     ap = argparse.ArgumentParser(prog='python -m grading', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('submissions', nargs='?', help='folder of submissions: one subfolder per student '
@@ -38,23 +36,20 @@ def parse(argv=None):
     ap.add_argument('--out', default='grades', help='output folder (default: grades)')
     ap.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='students graded at once')
     ap.add_argument('--timeout', type=int, default=300, help='seconds one cell may run (default 300)')
-    ap.add_argument('--notebook-timeout', type=int, default=1200, help='seconds one notebook may run in all '
-                    '(default 1200)')
+    ap.add_argument('--notebook-timeout', type=int, default=1200, help='seconds one notebook may run (default 1200)')
     ap.add_argument('--memory-limit', type=int, default=2048, help="MB of memory for a student's sandbox, its "
                     'processes and RAM folders together (default 2048)')
     ap.add_argument('--collect-regexp', default=intake.DEFAULT_REGEXP, help='how zip_collect finds student and '
-                    'notebook in archived file paths (FileNameCollectorPlugin.named_regexp; default: one archive '
-                    'per student, named after them)')
+                    'notebook in archived paths (its named_regexp; default: one archive per student, named after them)')
     ap.add_argument('--assignment', help='assignment name (default: the one folder in solutions/)')
     ap.add_argument('--notebooks', help='grade only these notebooks, by name, comma-separated '
                     '(e.g. 01_atomic_backprop for the first week; default: all of them)')
-    ap.add_argument('--db-url', help='record the scores in this nbgrader gradebook (an SQLAlchemy URL, e.g. '
-                    "the course's PostgreSQL one) instead of a fresh OUT/gradebook.db; it must hold the "
-                    'assignment already (nbgrader generate_assignment with that db_url puts it there)')
+    ap.add_argument('--db-url', help="record the scores in this nbgrader gradebook (SQLAlchemy URL, say the course's "
+                    'PostgreSQL one), which holds the assignment already, instead of a fresh OUT/gradebook.db')
     ap.add_argument('--no-sandbox', action='store_true', help='grade without bubblewrap (every student\'s code '
                     'then runs with your permissions: only for code you trust)')
     ap.add_argument('--keep-work', action='store_true', help='keep the scratch course folders (OUT/work)')
-    return ap.parse_args(argv)
+    return ap.parse_args()
 
 
 def failed(job, text):
@@ -62,9 +57,8 @@ def failed(job, text):
 
 
 def run_worker(job, deadline):
-    """grading.worker for one student in a process of its own, forked from a server that has
-    nbgrader and torch imported already; stopped after `deadline` seconds (its sandbox dies
-    with it: --die-with-parent, and the cgroups are emptied at the end). Its result."""
+    """One student's result from grading.worker, forked from a server that has torch and nbgrader
+    imported; stopped after `deadline` s (its sandbox dies with it: --die-with-parent)."""
     try:
         course = Path(job['course'])  # the worker's own folder; the sandbox never sees it
         course.mkdir(parents=True)
@@ -85,8 +79,7 @@ def run_worker(job, deadline):
 
 
 def keep_outputs(out, home, student):
-    """feedback/, autograded/ and submitted/ of one student, into the output folder (from
-    the worker's own folders, which the sandbox never saw)."""
+    """feedback/, autograded/ and submitted/ of one student, from the worker's folders into OUT."""
     for kind, where in (('feedback', home / 'fb'), ('autograded', home / 'course'), ('submitted', home / 'course')):
         dest = out / kind / student
         shutil.rmtree(dest, ignore_errors=True)
@@ -94,19 +87,17 @@ def keep_outputs(out, home, student):
             shutil.copytree(where / kind / student, dest, symlinks=True)
 
 
-def main(argv=None):
-    args = parse(argv)
+def main():
+    args = parse()
     if args.no_sandbox:
         sandbox.warn_unsandboxed()
-    else:
-        why = sandbox.missing()
-        if why:
-            raise SystemExit(f'cannot grade safely: {why}. Each student\'s code runs in a bubblewrap sandbox; '
-                             f'install it ({sandbox.INSTALL}), or grade code you trust with --no-sandbox '
-                             "(make grade GRADE_FLAGS=--no-sandbox)")
+    elif why := sandbox.missing():
+        raise SystemExit(f'cannot grade safely: {why}. Each student\'s code runs in a bubblewrap sandbox; '
+                         f'install it ({sandbox.INSTALL}), or grade code you trust with --no-sandbox '
+                         "(make grade GRADE_FLAGS=--no-sandbox)")
     warnings.filterwarnings('ignore', module='sqlalchemy')  # nbgrader's API is chatty
     warnings.filterwarnings('ignore', message='Object of type')
-    bin_dir = str(Path(sys.executable).parent)  # nbgrader finds alembic and the kernel on PATH
+    bin_dir = str(Path(sys.executable).parent)  # nbgrader finds alembic on PATH
     os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
     out = Path(args.out).resolve()
     work = out / 'work'
@@ -116,8 +107,7 @@ def main(argv=None):
     name = args.assignment or assignment_name()
     only = [n.strip().removesuffix('.ipynb') for n in (args.notebooks or '').split(',') if n.strip()]
     assignment = make_template(work / 'template', name, only)
-    stale = assignment.stale_release()
-    if stale:
+    if stale := assignment.stale_release():
         print(f'warning: notebooks/{name}/ is not what the solutions release now ({", ".join(stale)}): '
               'run `make release` if students should get the current version', file=sys.stderr)
     if args.submissions:
@@ -174,7 +164,6 @@ def main(argv=None):
           f'feedback    {out / "feedback"}/<student>/{name}/*.html\n'
           f'gradebook   {db_url}\nmistakes    {out / "mistakes.png"}, {out / "mistakes.csv"}\n{common}\n'
           f'problems    ({out / "problems.txt"})\n{table}', end='')
-    return dict(students=len(students), seconds=seconds, jobs=args.jobs)
 
 
 if __name__ == '__main__':

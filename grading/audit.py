@@ -1,6 +1,4 @@
-"""The audit: the student's code, read before any of it runs.
-
-    scan(nb, release) -> [(cell index, text, cause)]
+"""The audit: scan(nb, release) -> [(cell index, text, cause)], read before any code runs.
 
 It reads every cell the student wrote (answer cells and cells they added, not the kit's
 locked cells) and names autograd where a graded function (`checks.spec(gid).answer`) can
@@ -8,7 +6,7 @@ reach it, following names from cell to cell (cause 'autograd'; an autograd exper
 no graded function reaches is study), and the grader's machinery wherever it is (cause
 'held'). Either holds the notebook for a person to review: the judge counts autograd nodes
 in the same process as the student's code, so code that reaches its memory or its pipe
-could forge the count, and the audit is the tripwire for that. A note (cause None) holds
+could forge the count; the audit is the tripwire for that. A note (cause None) holds
 nothing: many numbers typed in, a name the kit provides defined again.
 """
 import ast
@@ -60,17 +58,13 @@ def python_of(source):
 
 def dotted(node, names):
     """'torch.nn.functional.softmax' for F.softmax (import aliases spelled out), or None."""
-    parts = []
+    tail = ''
     while isinstance(node, (ast.Attribute, ast.Subscript)):
-        parts.append('.' + node.attr if isinstance(node, ast.Attribute) else '[...]')
+        tail = ('.' + node.attr if isinstance(node, ast.Attribute) else '[...]') + tail
         node = node.value
-    if isinstance(node, ast.Name):
-        root = names.get(node.id, node.id)
-    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-        root = node.func.id + '()'
-    else:
-        return None
-    return root + ''.join(parts[::-1])
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return node.func.id + '()' + tail
+    return names.get(node.id, node.id) + tail if isinstance(node, ast.Name) else None
 
 
 def root_of(node, names):
@@ -198,24 +192,20 @@ class Reader(ast.NodeVisitor):
             node = node.func if isinstance(node, ast.Call) else node.value
         return isinstance(node, ast.Name) and any(node.id in s for s in self.scopes)
 
-    # imports
-    def imported(self, module, what=None):
-        full = f'{module}.{what}' if what else module
-        if full.startswith(AUTOGRAD_MODULES) or (module == 'torch' and what in AUTOGRAD | TORCH_ONLY):
-            self.flag('autograd', f'imports {full}')
-        elif any(full == m or full.startswith(m + '.') for m in MODULES) or what and dunder(what) or \
-                module in ('os', 'posix') and what in OS | {'exec', 'spawn'} or module == 'sys' and what in SYS:
-            self.flag('held', f'uses {full}')
-        elif full.split('.')[0] == 'checks':
-            self.flag(None, "imports the grader's checks")
-
     def visit_Import(self, node):
         for a in node.names:
-            self.imported(*([node.module or '', a.name] if isinstance(node, ast.ImportFrom) else [a.name]))
+            module, what = (node.module or '', a.name) if isinstance(node, ast.ImportFrom) else (a.name, None)
+            full = f'{module}.{what}' if what else module
+            if full.startswith(AUTOGRAD_MODULES) or (module == 'torch' and what in AUTOGRAD | TORCH_ONLY):
+                self.flag('autograd', f'imports {full}')
+            elif any(full == m or full.startswith(m + '.') for m in MODULES) or what and dunder(what) or \
+                    module in ('os', 'posix') and what in OS | {'exec', 'spawn'} or module == 'sys' and what in SYS:
+                self.flag('held', f'uses {full}')
+            elif full.split('.')[0] == 'checks':
+                self.flag(None, "imports the grader's checks")
 
     visit_ImportFrom = visit_Import
 
-    # attributes
     def attribute(self, node, attr, value, parts=None):
         """Name what reading `attr` of `value` does (node: the expression, for its spelling;
         parts: what else to read in it, by default `value`)."""
@@ -233,26 +223,23 @@ class Reader(ast.NodeVisitor):
             self.visit(part)
 
     def visit_Attribute(self, node):
-        if not isinstance(node.ctx, ast.Load) and root_of(node, self.names) in SENSITIVE:
-            return self.generic_visit(node)  # named by replaced() already
+        if self.replaced(node):
+            return self.generic_visit(node)
         self.attribute(node, node.attr, node.value)
 
-    def replaced(self, target):
-        """Name an assignment (or del) that changes what torch, sys, checks ... hold."""
-        if isinstance(target, (ast.Tuple, ast.List)):
-            for t in target.elts:
-                self.replaced(t)
-        elif isinstance(target, ast.Starred):
-            self.replaced(target.value)
-        elif isinstance(target, (ast.Attribute, ast.Subscript)) and root_of(target, self.names) in SENSITIVE:
-            self.flag('held', f'replaces `{spelled(target)}`')
-
-    def visit_Assign(self, node):
-        for t in getattr(node, 'targets', None) or [node.target]:
-            self.replaced(t)
+    def visit_Subscript(self, node):
+        space = dotted(node.value, {}) if isinstance(node.value, ast.Call) else None
+        if space in ('vars()', 'globals()', 'locals()') and not isinstance(node.slice, ast.Constant):
+            self.flag('held', f'looks up a computed name in {space}')
+        self.replaced(node)
         self.generic_visit(node)
 
-    visit_AugAssign = visit_AnnAssign = visit_Delete = visit_Assign
+    def replaced(self, target):
+        """Name an assignment (or del) that changes what torch, sys, checks ... hold; whether it is one."""
+        changes = not isinstance(target.ctx, ast.Load) and root_of(target, self.names) in SENSITIVE
+        if changes:
+            self.flag('held', f'replaces `{spelled(target)}`')
+        return changes
 
     def visit_keyword(self, node):
         if node.arg == 'requires_grad' and not (isinstance(node.value, ast.Constant) and node.value.value is False):
@@ -290,12 +277,6 @@ class Reader(ast.NodeVisitor):
             return self.autograd([f.value] + args + node.keywords, f'calls `{spelled(f)}()`')
         self.generic_visit(node)
 
-    def visit_Subscript(self, node):
-        space = dotted(node.value, {}) if isinstance(node.value, ast.Call) else None
-        if space in ('vars()', 'globals()', 'locals()') and not isinstance(node.slice, ast.Constant):
-            self.flag('held', f'looks up a computed name in {space}')
-        self.generic_visit(node)
-
     def magic(self, name, texts):
         """%name ...: a shell or another file is machinery; the code of %time, %timeit ... is read."""
         if name in SHELL_MAGICS and not (name == 'load_ext' and texts == ['autoreload']):
@@ -322,51 +303,49 @@ def scan(nb, release):
     for _, _, tree, _ in cells:
         names.update(aliases(tree))
 
-    statements = []  # (cell index, statement, its Reader, written by the student)
+    statements = []  # (cell index, grade id if an answer cell, statement, its Reader, written by the student)
     binders = {}  # global name: the statements that bind it
-    for i, _, tree, student in cells:
+    for i, gid, tree, student in cells:
         for statement in tree.body:
             reader = Reader(names)
             reader.visit(statement)
             for name in binds([statement]):
                 binders.setdefault(name, []).append(len(statements))
-            statements.append((i, statement, reader, student))
+            statements.append((i, gid, statement, reader, student))
 
     # what the graded functions reach (checks.spec(gid).answer; notebook 4 is trained with train_step),
     # followed by name from statement to statement (the kit's own functions included: a student's
-    # name they read counts as reached)
+    # name they read counts as reached); an answer cell that binds no graded name is reached whole
     specs = checks.specs()
     graded = {'train_step' if gid == 'test_trained' else specs[gid].answer for gid in release.graded if gid in specs}
     todo = [(k, name) for name in sorted(graded) for k in binders.get(name, [])]
     rooted = {statements[k][0] for k, _ in todo}
-    todo += [(k, gid) for k, (i, _, _, _) in enumerate(statements) for j, gid, _, _ in cells
-             if j == i and gid and i not in rooted]  # an answer cell that binds no graded name: all of it
+    todo += [(k, gid) for k, (i, gid, *_) in enumerate(statements) if gid and i not in rooted]
     reached = {}
     while todo:
         k, root = todo.pop(0)
         if k not in reached:
             reached[k] = root
-            todo += [(j, root) for name in sorted(statements[k][2].reads) for j in binders.get(name, [])]
+            todo += [(j, root) for name in sorted(statements[k][3].reads) for j in binders.get(name, [])]
 
     found = []
-    for k, (i, statement, reader, student) in enumerate(statements):
+    for k, (i, _, statement, reader, student) in enumerate(statements):
         if not student:
             continue
+        bound = binds([statement])
         spellings = {}  # one line per function that uses autograd: {where: [what]}
         for cause, text, where in reader.found:
-            if cause == 'autograd':
-                if k in reached:  # else study: no graded function reaches it
-                    spellings.setdefault(where, []).append(text)
-            else:
+            if cause != 'autograd':
                 found.append((i, text + (f' inside `{where}`' if where else ''), cause))
+            elif k in reached:  # else study: no graded function reaches it
+                spellings.setdefault(where, []).append(text)
         for where, texts in spellings.items():
-            names = ', '.join(sorted(binds([statement])))
             text = '; '.join(texts[:3]) + (f' and {len(texts) - 3} more' if len(texts) > 3 else '')
-            text += f' inside `{where}`' if where else f' for `{names}`' if names else ''
+            text += f' inside `{where}`' if where else f' for `{", ".join(sorted(bound))}`' if bound else ''
             if where != reached[k]:
                 text += f', reached from the graded `{reached[k]}`'
             found.append((i, text, 'autograd'))
-        for name in sorted(binds([statement]) & set(release.kit_names)):
+        for name in sorted(bound & set(release.kit_names)):
             if not (isinstance(statement, (ast.Import, ast.ImportFrom)) and
                     aliases(statement).get(name) == release.kit_names[name]):
                 found.append((i, f'defines `{name}` again, which the kit provides', None))

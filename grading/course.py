@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import nbformat
-from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 
@@ -16,8 +15,7 @@ SOLUTIONS = ROOT / 'solutions'
 
 def kit_config(course, source=SOLUTIONS):
     """The kit's nbgrader_config.py, for a course folder `course` whose source is the kit's."""
-    cfg = Config()
-    cfg.merge(PyFileConfigLoader('nbgrader_config.py', path=str(ROOT)).load_config())
+    cfg = PyFileConfigLoader('nbgrader_config.py', path=str(ROOT)).load_config()
     cfg.CourseDirectory.root = str(course)
     cfg.CourseDirectory.source_directory = str(source)
     cfg.CourseDirectory.release_directory = 'release'
@@ -82,13 +80,13 @@ class Notebook:
     """One released notebook: its cells by grade id, and its graded cells in order."""
 
     def __init__(self, name, release, source):
-        self.name = name
-        self.release, self.source = release, source
+        self.name, self.release, self.source = name, release, source
         self.cells = {grade_id(c): c for c in release.cells if grade_id(c)}
         self.order = [grade_id(c) for c in release.cells if grade_id(c)]
         meta = {k: c.metadata.nbgrader for k, c in self.cells.items()}
         self.graded = [k for k in self.order if meta[k].get('grade')]
         self.points = {k: float(meta[k]['points']) for k in self.graded}
+        self.total = sum(self.points.values())
         self.locked = {k for k in self.order if meta[k].get('locked')}
         self.solutions = [k for k in self.order if meta[k].get('solution')]
         self.labels, heading = {}, None  # each graded cell named by the last markdown heading above it, for plots
@@ -105,10 +103,6 @@ class Notebook:
                     self.kit_names.update(aliases(ast.parse(cell.source)))
                 except SyntaxError:
                     pass
-
-    @property
-    def total(self):
-        return sum(self.points.values())
 
 
 def aliases(tree):
@@ -128,33 +122,25 @@ class Assignment:
     """The template folder made by make_template: release, gradebook and source notebooks."""
 
     def __init__(self, folder, name):
-        self.folder = Path(folder)
-        self.name = name
+        self.folder, self.name = Path(folder), name
         self.gradebook = self.folder / 'gradebook.db'
-        from nbgrader.api import Gradebook
-        with Gradebook(f'sqlite:///{self.gradebook}') as gb:
-            names = [nb.name for nb in gb.find_assignment(name).notebooks]
         self.notebooks = {}
-        for nb_name in sorted(names):
-            release = nbformat.read(self.folder / 'release' / name / f'{nb_name}.ipynb', as_version=4)
-            source = nbformat.read(SOLUTIONS / name / f'{nb_name}.ipynb', as_version=4)
-            self.notebooks[nb_name] = Notebook(nb_name, release, source)
+        for path in sorted((self.folder / 'release' / name).glob('*.ipynb')):
+            source = nbformat.read(SOLUTIONS / name / path.name, as_version=4)
+            self.notebooks[path.stem] = Notebook(path.stem, nbformat.read(path, as_version=4), source)
         gids = [gid for nb in self.notebooks.values() for gid in nb.graded]
         for gid in gids:
             if gids.count(gid) > 1:  # the grader's checks are looked up by grade id alone
                 raise SystemExit(f'grade id {gid} is in several notebooks: grade ids must be unique across the '
                                  'assignment')
-
-    @property
-    def total(self):
-        return sum(nb.total for nb in self.notebooks.values())
+        self.total = sum(nb.total for nb in self.notebooks.values())
 
     def stale_release(self):
         """Notebooks whose committed student version (notebooks/) differs from this release."""
         stale = []
         for name, nb in self.notebooks.items():
             committed = ROOT / 'notebooks' / self.name / f'{name}.ipynb'
-            theirs = nbformat.read(committed, as_version=4).cells if committed.exists() else None
-            if theirs is None or [c.source for c in theirs] != [c.source for c in nb.release.cells]:
+            theirs = nbformat.read(committed, as_version=4).cells if committed.exists() else []
+            if [c.source for c in theirs] != [c.source for c in nb.release.cells]:
                 stale.append(name)
         return stale

@@ -51,23 +51,22 @@ def build(folder, assignment):
     """Write the demo class into `folder` and return it."""
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
-    students = {'ada_solution': {}, 'ben_blank': {}, 'fay_renamed': {}}
-    for name, nb in assignment.notebooks.items():
-        students['ada_solution'][f'{name}.ipynb'] = solved(nb)
-        students['ben_blank'][f'{name}.ipynb'] = copy.deepcopy(nb.release)
-        students['fay_renamed'][f'{name}-Copy1.ipynb'] = solved(nb)
+    right = {f'{name}.ipynb': solved(nb) for name, nb in assignment.notebooks.items()}
+    students = {'ada_solution': right,
+                'ben_blank': {f'{name}.ipynb': copy.deepcopy(nb.release) for name, nb in assignment.notebooks.items()},
+                'fay_renamed': {name.replace('.ipynb', '-Copy1.ipynb'): nb for name, nb in right.items()}}
     for student, edits in SLIPS.items():
-        notebooks = {name: solved(nb) for name, nb in assignment.notebooks.items()}
+        notebooks = copy.deepcopy(right)
         slipped = 0
-        for gid, right, wrong in edits:
+        for gid, old, new in edits:
             cells = [c for nb in notebooks.values() for c in nb.cells if grade_id(c) == gid]
-            if cells and right in cells[0].source:
-                cells[0].source = cells[0].source.replace(right, wrong)
+            if cells and old in cells[0].source:
+                cells[0].source = cells[0].source.replace(old, new)
                 slipped += 1
             elif cells:
                 print(f'demo: {student} has no slip in {gid} (the solution has changed)', file=sys.stderr)
         if slipped:  # none when the notebooks graded hold none of their cells
-            students[student] = {f'{name}.ipynb': nb for name, nb in notebooks.items()}
+            students[student] = notebooks
     for student, files in students.items():
         (folder / student).mkdir(parents=True)
         for filename, nb in files.items():

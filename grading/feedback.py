@@ -1,16 +1,11 @@
-"""The student's feedback pages, written by the grader from its own verdicts.
-
-nbgrader's generate_feedback renders them, from a gradebook this process made and from the
-notebook as handed in (repaired: the test cells are the release's, so the hidden tests stay
-hidden), each graded test cell's output being the grader's verdict (grading/worker.shown):
-- no file path of the grading machine is left in any output;
-- every problem line reaches the page: at the top, and as the comment of the answer cell
-  it is about;
-- long lines wrap inside the page and markdown tables have borders.
+"""The student's feedback pages, rendered by nbgrader's generate_feedback from the grader's
+scores and the notebook as handed in (repaired: the test cells are the release's, so the
+hidden tests stay hidden), each graded test cell showing the grader's verdict. Every problem
+line reaches the page, at the top and as the comment of the answer cell it is about; no file
+path of the grading machine is left in it; long lines wrap and markdown tables have borders.
 """
 import copy
 import html
-import re
 import shutil
 import sys
 import sysconfig
@@ -52,10 +47,8 @@ def answer_cell(release, p):
     if p.get('cell') in release.solutions:
         return p['cell']
     stage = p.get('stage') or p.get('cell')
-    if stage not in release.order:
-        return None
-    before = [g for g in release.order[:release.order.index(stage)] if g in release.solutions]
-    return before[-1] if before else None
+    before = release.order[:release.order.index(stage)] if stage in release.order else []
+    return next((g for g in reversed(before) if g in release.solutions), None)
 
 
 def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
@@ -71,14 +64,9 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
         gradebook.write(gb, assignment, dict(student=sid, scores=scores))
         for name, nb in notebooks.items():
             release = assignment.notebooks[name]
-            said = {}
-            for p in mine[name]:
-                where = answer_cell(release, p)
-                if where:
-                    said.setdefault(where, []).append(p['text'])
             for gid in release.solutions:
-                comment = gb.find_comment(gid, name, assignment.name, sid)
-                comment.manual_comment = '\n\n'.join(scrub(t, paths) for t in said.get(gid, [])) or None
+                said = [scrub(p['text'], paths) for p in mine[name] if answer_cell(release, p) == gid]
+                gb.find_comment(gid, name, assignment.name, sid).manual_comment = '\n\n'.join(said) or None
             nb = copy.deepcopy(nb)  # no path of the grading machine in its outputs
             for o in (o for cell in nb.cells for o in cell.get('outputs', []) if o.get('output_type') == 'stream'):
                 o['text'] = scrub(o.get('text', ''), paths)
@@ -96,11 +84,10 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
         page = folder / 'feedback' / sid / assignment.name / f'{name}.html'
         if not page.exists():
             continue
-        text = page.read_text()
-        text = text.replace('</head>', STYLE + '</head>', 1)
+        text = page.read_text().replace('</head>', STYLE + '</head>', 1)
         lines = [(f'{p["cell"]}: ' if p.get('cell') else '') + scrub(p['text'], paths) for p in mine[name]]
         items = ''.join(f'<li>{html.escape(t)}</li>' for t in lines)
         box = f'<div class="grader-problems"><b>What the grader found:</b><ul>{items}</ul></div>' if items else ''
-        text = re.sub(r'(</h4>)', lambda m: m.group(1) + box, text, count=1)
+        text = text.replace('</h4>', '</h4>' + box, 1)
         page.write_text(scrub(text, paths))
     return None

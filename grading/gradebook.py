@@ -1,12 +1,9 @@
-"""The class gradebook: where `python -m grading` records each student's scores.
-
-Without --db-url it is a fresh sqlite file, OUT/gradebook.db. With --db-url it is the
-course's own gradebook (say PostgreSQL, shared by several grading machines and the
-formgrader), which must hold the assignment already. Recording a student again overwrites
-their scores with the same ones, so a shard that was stopped half-way is simply run again.
-Each gradebook is opened with no course of its own (course_id ''): nbgrader would otherwise
-add a 'default_course' row, and shards starting at the same moment would race to add it.
-"""
+"""The class gradebook, where `python -m grading` records each student's scores: a fresh
+OUT/gradebook.db, or with --db-url the course's own (say PostgreSQL, shared by several grading
+machines and the formgrader), which must hold the assignment already. Recording a student
+again writes the same scores, so a shard stopped half-way is simply run again. A gradebook is
+opened with no course of its own (course_id ''): nbgrader would otherwise add a
+'default_course' row, and shards starting at the same moment would race to add it."""
 import shutil
 
 from nbgrader.api import Gradebook, InvalidEntry, MissingEntry

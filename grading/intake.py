@@ -1,17 +1,14 @@
 """From a folder of submissions to notebooks nbgrader can grade fairly.
 
-Layout: SUBMISSIONS/<student>/ holds that student's notebooks, at any depth (so a copy of
-nbgrader's submitted/<student>/<assignment>/ works too, timestamp.txt included). Archives
-(.zip, .tar.gz) and loose .ipynb files at the top of SUBMISSIONS go through nbgrader's
-zip_collect; by default an archive is named after its student (alice.zip), otherwise give
-the LMS's file naming as a regular expression (--collect-regexp).
-
-Then each notebook is repaired against the release: anything nbgrader would trip over or
-a student could use to move the goalposts is put back, and each fix becomes a problem line.
+SUBMISSIONS/<student>/ holds that student's notebooks, at any depth (a copy of nbgrader's
+submitted/ works too). Archives (.zip, .tar.gz) and loose .ipynb files at the top go through
+nbgrader's zip_collect: an archive is named after its student (alice.zip), or --collect-regexp
+gives the LMS's file naming. Each notebook is then repaired against the release: anything
+nbgrader would trip over or a student could use to move the goalposts is put back, and each
+fix becomes a problem line.
 """
 import copy
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +22,6 @@ from grading.course import grade_id
 
 # an archive alice.zip unpacks into extracted/alice/...: alice is the student
 DEFAULT_REGEXP = r'.*/extracted/(?P<student_id>[^/]+)/(?:[^/]+/)*(?P<file_id>[^/]+\.ipynb)$'
-ARCHIVES = ('.zip', '.gz')
 
 
 def visible(path, top):
@@ -34,24 +30,21 @@ def visible(path, top):
     return not any(p.startswith('.') or p == '__MACOSX' for p in parts) and not path.stem.endswith('-checkpoint')
 
 
-def find_students(submissions, work, assignment, regexp=DEFAULT_REGEXP):
+def find_students(submissions, work, assignment, regexp):
     """{student: folder holding their notebooks}, and problems found on the way."""
     submissions = Path(submissions)
     if not submissions.is_dir():
         raise SystemExit(f'no such folder: {submissions}')
-    students = {e.name: e for e in sorted(submissions.iterdir()) if e.is_dir() and visible(e, submissions)}
-    problems = []
-    files = [e for e in sorted(submissions.iterdir())
-             if e.is_file() and visible(e, submissions) and (e.suffix in ARCHIVES or e.suffix == '.ipynb')]
-    if files:
-        collected, trouble = zip_collect(files, Path(work) / 'collect', assignment, regexp)
-        problems += trouble
-        for student, folder in collected.items():
-            if student in students:
-                problems.append(dict(student=student, text=f'handed in both a folder and an archive; '
-                                     f'graded the folder {students[student].name}/'))
-            else:
-                students[student] = folder
+    entries = [e for e in sorted(submissions.iterdir()) if visible(e, submissions)]
+    students = {e.name: e for e in entries if e.is_dir()}
+    files = [e for e in entries if e.is_file() and e.suffix in ('.zip', '.gz', '.ipynb')]
+    collected, problems = zip_collect(files, Path(work) / 'collect', assignment, regexp) if files else ({}, [])
+    for student, folder in collected.items():
+        if student in students:
+            problems.append(dict(student=student, text=f'handed in both a folder and an archive; '
+                                 f'graded the folder {students[student].name}/'))
+        else:
+            students[student] = folder
     return students, problems
 
 
@@ -79,11 +72,9 @@ def run_zip_collect(files, course, assignment, regexp):
     archive.mkdir(parents=True)
     for f in files:
         shutil.copy(f, archive / f.name)
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ.get("PATH", "")}')
-    run = subprocess.run([str(bin_dir / 'nbgrader'), 'zip_collect', assignment, '--force',
+    run = subprocess.run([str(Path(sys.executable).parent / 'nbgrader'), 'zip_collect', assignment, '--force',
                           f'--FileNameCollectorPlugin.named_regexp={regexp}', '--log-level=ERROR'],
-                         cwd=course, env=env, capture_output=True, text=True)
+                         cwd=course, capture_output=True, text=True)
     if run.returncode != 0:
         lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.strip()]
         return {}, lines[-1] if lines else f'exit code {run.returncode}'
@@ -109,9 +100,7 @@ def pick(folder, names, known=()):
                 problems.append(dict(notebook=name, text=f'{len(found)} copies of {name}.ipynb; graded '
                                      f'{found[0].relative_to(folder)}'))
     rest = [p for p in files if p not in picked.values() and (p.stem in names or p.stem not in known)]
-    for name in names:
-        if name in picked:
-            continue
+    for name in [n for n in names if n not in picked]:
         copies = [p for p in rest if name in p.stem]
         if len(copies) == 1:
             picked[name] = copies[0]
@@ -120,9 +109,8 @@ def pick(folder, names, known=()):
                                  f'{copies[0].relative_to(folder)} in its place'))
         else:
             problems.append(dict(notebook=name, text=f'{name}.ipynb is missing'))
-    for p in rest:
-        problems.append(dict(text=f'extra notebook {p.relative_to(folder)} is not part of the '
-                             'assignment; not graded'))
+    problems += [dict(text=f'extra notebook {p.relative_to(folder)} is not part of the assignment; not graded')
+                 for p in rest]
     return picked, problems
 
 
@@ -149,12 +137,9 @@ def read(raw):
 def clean_cell(cell):
     """A fresh cell with only the type, the source and nbgrader's metadata of `cell`: the
     rest (outputs, tags such as skip-execution, odd fields) never reaches the grader."""
-    kind = cell.get('cell_type')
     source = cell.get('source', '')
-    if isinstance(source, list):
-        source = ''.join(str(s) for s in source)
-    make = {'code': new_code_cell, 'markdown': new_markdown_cell, 'raw': new_raw_cell}.get(kind, new_markdown_cell)
-    new = make(str(source))
+    source = ''.join(str(s) for s in source) if isinstance(source, list) else str(source)
+    new = {'code': new_code_cell, 'raw': new_raw_cell}.get(cell.get('cell_type'), new_markdown_cell)(source)
     meta = cell.get('metadata')
     nbg = meta.get('nbgrader') if isinstance(meta, dict) else None
     if isinstance(nbg, dict) and isinstance(nbg.get('grade_id'), str):
@@ -184,53 +169,44 @@ def repair(raw, release):
     if tags:
         problems.append(dict(text=f'cells {", ".join(tags)} carried skip-execution/raises-exception tags; ignored'))
 
-    where = defaultdict(list)
+    where = defaultdict(list)  # grade id: where its copies are
     for i, c in enumerate(cells):
         if grade_id(c):
             where[grade_id(c)].append(i)
     unknown = [g for g in where if g not in release.cells]
     doubled = [g for g in release.order if len(where.get(g, [])) > 1]
     kept = {where[g][-1]: g for g in where if g in release.cells}  # the last copy, as nbgrader does
-    for i, c in enumerate(cells):
-        if grade_id(c) and i not in kept:
-            del c.metadata['nbgrader']
-
     present = sorted(kept.values(), key=lambda g: where[g][-1])
     if present != [g for g in release.order if g in present]:
         problems.append(dict(text='cells were moved around; graded in the release\'s order'))
 
-    after = defaultdict(list)  # the student's own cells, after the release cell they followed
-    anchor = None
+    after, anchor = defaultdict(list), None  # the student's own cells, after the release cell they followed
     for i, c in enumerate(cells):
         if i in kept:
             anchor = kept[i]
         else:
+            c.metadata.pop('nbgrader', None)
             after[anchor].append(c)
 
     out, deleted, edited, older, retyped, repointed = list(after[None]), [], [], [], [], []
     for g in release.order:
         ref = release.cells[g]
+        fixed = copy.deepcopy(ref)
+        out += [fixed] + after[g]
         if g not in where:
             deleted.append(g)
-            out.append(copy.deepcopy(ref))
-        else:
-            mine = cells[where[g][-1]]
-            if mine.cell_type != ref.cell_type:  # nbgrader would turn it back too
-                retyped.append(g)
-            theirs = mine.metadata['nbgrader']
-            if g in release.points and theirs.get('points') != ref.metadata.nbgrader['points']:
-                repointed.append(f'{g} ({theirs.get("points")} instead of {ref.metadata.nbgrader["points"]:g})')
-            fixed = copy.deepcopy(ref)
-            if g in release.locked:
-                if mine.source.strip() != ref.source.strip():
-                    if theirs.get('checksum') not in (None, ref.metadata.nbgrader.get('checksum')):
-                        older.append(g)
-                    else:
-                        edited.append(g)
-            else:
-                fixed.source = mine.source
-            out.append(fixed)
-        out.extend(after[g])
+            continue
+        mine = cells[where[g][-1]]
+        theirs = mine.metadata['nbgrader']
+        if mine.cell_type != ref.cell_type:  # nbgrader would turn it back too
+            retyped.append(g)
+        if g in release.points and theirs.get('points') != ref.metadata.nbgrader['points']:
+            repointed.append(f'{g} ({theirs.get("points")} instead of {ref.metadata.nbgrader["points"]:g})')
+        if g not in release.locked:
+            fixed.source = mine.source
+        elif mine.source.strip() != ref.source.strip():
+            made_older = theirs.get('checksum') not in (None, ref.metadata.nbgrader.get('checksum'))
+            (older if made_older else edited).append(g)
 
     said = [(unknown + older, 'made from an older release ({} differ from the current one); graded against the '
              'current release' + (', with {} added' if deleted else '')),

@@ -3,13 +3,14 @@ class got wrong (mistakes.csv, mistakes.png)."""
 import csv
 import textwrap
 
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from checks.causes import WORDS, cause_of
 
 # the cause last, so that readers of the older columns keep them
 COLUMNS = ('student', 'notebook', 'cell', 'score', 'problem', 'cause')
-MISTAKE_COLUMNS = ('notebook', 'graded cell', 'cause', 'students', 'which students')
 WHOLE = '(notebook)'  # the graded cell of a line about a whole notebook
 WHOLE_CAUSES = {'held', 'missing', 'unreadable'}  # they cost a notebook every point, whatever cell they name
 LAST = {'not-written', 'other'}  # after the slips that cost as many students
@@ -19,49 +20,52 @@ def fmt(x):
     return f'{x:g}'
 
 
+def by_student(results):
+    return sorted(results, key=lambda r: r['student'])
+
+
+def total(result):
+    return sum(sum(s.values()) for s in result['scores'].values())
+
+
+def write_rows(path, rows):
+    with open(path, 'w', newline='') as f:
+        csv.writer(f).writerows(rows)
+
+
 def write_csv(path, assignment, results):
-    """One row per student: every graded cell, each notebook's total, the total. The first
-    row holds the points each column is out of."""
+    """One row per student: every graded cell, each notebook's total, the total, the notebooks
+    held for review. The first row under the header holds the points each column is out of."""
     header, top = ['student'], ['(out of)']
     for name, nb in assignment.notebooks.items():
-        for gid in nb.graded:
-            header.append(f'{name}/{gid}')
-            top.append(fmt(nb.points[gid]))
-        header.append(name)
-        top.append(fmt(nb.total))
-    header += ['total', 'review']
-    top += [fmt(assignment.total), '']
-    with open(path, 'w', newline='') as f:
-        out = csv.writer(f)
-        out.writerow(header)
-        out.writerow(top)
-        for r in sorted(results, key=lambda r: r['student']):
-            row, total = [r['student']], 0.0
-            for name, nb in assignment.notebooks.items():
-                got = [r['scores'].get(name, {}).get(gid, 0.0) for gid in nb.graded]
-                row += [fmt(g) for g in got] + [fmt(sum(got))]
-                total += sum(got)
-            out.writerow(row + [fmt(total), ' '.join(r.get('held') or [])])
+        header += [f'{name}/{gid}' for gid in nb.graded] + [name]
+        top += [fmt(nb.points[gid]) for gid in nb.graded] + [fmt(nb.total)]
+    rows = [header + ['total', 'review'], top + [fmt(assignment.total), '']]
+    for r in by_student(results):
+        row, got = [r['student']], 0.0
+        for name, nb in assignment.notebooks.items():
+            scores = [r['scores'].get(name, {}).get(gid, 0.0) for gid in nb.graded]
+            row += [fmt(s) for s in scores] + [fmt(sum(scores))]
+            got += sum(scores)
+        rows.append(row + [fmt(got), ' '.join(r.get('held') or [])])
+    write_rows(path, rows)
 
 
 def score_of(problem, result, assignment):
     """The score a problem line reports: its graded cell's; '-' for a cell whose points no
     graded cell depends on (it cost nothing); its notebook's for the whole notebook; else the total."""
     name, stage = problem.get('notebook'), problem.get('stage')
-    if name in assignment.notebooks:
-        nb, scores = assignment.notebooks[name], result['scores'].get(name, {})
-        if stage in nb.points:
-            return f'{fmt(scores.get(stage, 0))}/{fmt(nb.points[stage])}'
-        if problem.get('cell'):
-            return '-'
-        return f'{fmt(sum(scores.values()))}/{fmt(nb.total)}'
-    total = sum(sum(s.values()) for s in result['scores'].values())
-    return f'{fmt(total)}/{fmt(assignment.total)}'
+    if name not in assignment.notebooks:
+        return f'{fmt(total(result))}/{fmt(assignment.total)}'
+    nb, scores = assignment.notebooks[name], result['scores'].get(name, {})
+    if stage in nb.points:
+        return f'{fmt(scores.get(stage, 0))}/{fmt(nb.points[stage])}'
+    return '-' if problem.get('cell') else f'{fmt(sum(scores.values()))}/{fmt(nb.total)}'
 
 
 def problem_rows(assignment, results):
     return [(r['student'], p.get('notebook') or '-', p.get('cell') or '-', score_of(p, r, assignment), p['text'],
-             cause(p)) for r in sorted(results, key=lambda r: r['student']) for p in r['problems']]
+             cause(p)) for r in by_student(results) for p in r['problems']]
 
 
 def cause(problem):
@@ -84,47 +88,34 @@ def table(rows, width=200):
 
 
 def write_problems(folder, rows):
-    with open(folder / 'problems.csv', 'w', newline='') as f:
-        out = csv.writer(f)
-        out.writerow(COLUMNS)
-        out.writerows(rows)
-    text = table(rows)
-    (folder / 'problems.txt').write_text(text)
-    return text
-
-
-def pyplot():
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    return plt
+    write_rows(folder / 'problems.csv', [COLUMNS, *rows])
+    (folder / 'problems.txt').write_text(table(rows))
+    return table(rows)
 
 
 def plot(path, assignment, results):
     """For every graded cell, how many students got full, partial and no marks (the
     hardest step stands out), and the distribution of totals."""
-    plt = pyplot()
     stages = [(name, gid) for name, nb in assignment.notebooks.items() for gid in nb.graded]
     n = len(results)
-    full, part, zero, mean = [], [], [], []
+    full, zero, mean = [], [], []
     for name, gid in stages:
         top = assignment.notebooks[name].points[gid]
         got = [r['scores'].get(name, {}).get(gid, 0.0) for r in results]
         full.append(sum(g >= top for g in got))
         zero.append(sum(g <= 0 for g in got))
-        part.append(n - full[-1] - zero[-1])
         mean.append(sum(got) / top / max(n, 1))
     headings = [f'{name[:2]} {assignment.notebooks[name].labels[gid]}'.replace('`', '') for name, gid in stages]
     labels = [textwrap.fill(f'{h} ({gid})' if headings.count(h) > 1 else h, 44)  # whole, on up to 3 lines
               for h, (_, gid) in zip(headings, stages)]
-    hardest = min(range(len(stages)), key=lambda i: mean[i]) if stages else None
+    hardest = min(range(len(stages)), key=mean.__getitem__, default=None)
 
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 1.6 + 0.6 * max(len(stages), 4)),
-                                 gridspec_kw=dict(width_ratios=[2.2, 1]))
+    fig = Figure(figsize=(13, 1.6 + 0.6 * max(len(stages), 4)))
+    ax, bx = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[2.2, 1]))
     y = list(range(len(stages)))[::-1]
     ax.barh(y, full, color='#3a923a', label='full marks')
-    ax.barh(y, part, left=full, color='#e8b03c', label='partial')
-    ax.barh(y, zero, left=[f + p for f, p in zip(full, part)], color='#c8453c', label='no marks')
+    ax.barh(y, [n - f - z for f, z in zip(full, zero)], left=full, color='#e8b03c', label='partial')
+    ax.barh(y, zero, left=[n - z for z in zero], color='#c8453c', label='no marks')
     for i, (yi, m) in enumerate(zip(y, mean)):
         ax.text(n * 1.01, yi, f'{100 * m:.0f}%' + ('  hardest' if i == hardest else ''), va='center',
                 fontsize=9, fontweight='bold' if i == hardest else 'normal')
@@ -132,42 +123,33 @@ def plot(path, assignment, results):
     if hardest is not None:
         ax.get_yticklabels()[hardest].set_fontweight('bold')
     ax.set_title('Students per graded step, and the mean score', fontsize=10, loc='left', pad=22)
-    ax.set_xlim(0, n * 1.25 if n else 1)
+    ax.set(xlim=(0, n * 1.25 if n else 1), xlabel=f'students (of {n})')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= n])
-    ax.set_xlabel(f'students (of {n})')
     ax.legend(loc='lower left', bbox_to_anchor=(0, 1.0), ncol=3, fontsize=8, frameon=False)
 
-    totals = [sum(sum(s.values()) for s in r['scores'].values()) for r in results]
     top = assignment.total
     whole = all(float(p).is_integer() for nb in assignment.notebooks.values() for p in nb.points.values())
-    bins = [k - 0.5 for k in range(int(top) + 2)] if whole and top <= 40 else 10
-    bx.hist(totals, bins=bins, color='#4a6fa5', edgecolor='white')
-    bx.set_xlabel(f'total score (out of {fmt(top)})')
-    bx.set_ylabel('students')
+    bx.hist([total(r) for r in results], bins=[k - 0.5 for k in range(int(top) + 2)] if whole and top <= 40 else 10,
+            color='#4a6fa5', edgecolor='white')
+    bx.set(xlabel=f'total score (out of {fmt(top)})', ylabel='students')
     bx.set_title('Total scores', fontsize=10, loc='left', pad=22)
     bx.xaxis.set_major_locator(MaxNLocator(integer=True))
     bx.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------- what the class got wrong
 
 def mistakes(assignment, results):
     """[(notebook, graded cell, cause, [students])]: for each graded cell, the causes ranked by
-    how many students they cost points there (on a tie, slips before not-written and other).
-    - A student counts under a cause for a graded cell when a problem line with that cause
-      names the cell and they scored less than full there; under 'other' only when no
-      recognised cause does.
-    - A notebook that scored nothing because it was held, missing or unreadable counts once,
-      under the cell '(notebook)', and nothing else in it counts. Another line about a whole
-      notebook counts there too when its cause is recognised and the notebook lost points;
-      notes that cost nothing (a cell put back, an older release) and lines about no
-      notebook are not counted."""
+    how many students they cost points there (ties: slips before not-written and other; 'other'
+    only when no recognised cause names the cell). A notebook held, missing or unreadable counts
+    once, under '(notebook)', and nothing else in it does; a line with a recognised cause about
+    a whole notebook that lost points counts there too. Notes that cost nothing never count."""
     found = {}  # (notebook, cell): {cause: [students]}
-    for r in sorted(results, key=lambda r: r['student']):
+    for r in by_student(results):
         whole = whole_losses(assignment, r)
         units = {(name, WHOLE): causes for name, causes in whole.items()}  # (notebook, cell): {causes}
         for p in r['problems']:
@@ -212,10 +194,8 @@ def most_common(rows, k=3):
 def write_mistakes(folder, assignment, results):
     """mistakes.csv and mistakes.png in `folder`; the most-common line for the end of make grade."""
     rows = mistakes(assignment, results)
-    with open(folder / 'mistakes.csv', 'w', newline='') as f:
-        out = csv.writer(f)
-        out.writerow(MISTAKE_COLUMNS)
-        out.writerows((name, cell, why, len(who), ' '.join(who)) for name, cell, why, who in rows)
+    write_rows(folder / 'mistakes.csv', [('notebook', 'graded cell', 'cause', 'students', 'which students')] +
+               [(name, cell, why, len(who), ' '.join(who)) for name, cell, why, who in rows])
     plot_mistakes(folder / 'mistakes.png', assignment, rows, len(results))
     return most_common(rows)
 
@@ -223,12 +203,12 @@ def write_mistakes(folder, assignment, results):
 def plot_mistakes(path, assignment, rows, n):
     """One group of bars per graded cell that cost anyone points: its causes, ranked by how
     many students each cost points there, each cause in its own colour throughout."""
-    plt = pyplot()
     plain = {'other': '#9a9a9a', 'not-written': '#c8c8c8', 'held': '#8b1a1a', 'autograd': '#8b1a1a'}
     slips = [k for k in WORDS if k not in plain]  # 19 keys, a colour of tab20 each
-    colour = {k: plt.get_cmap('tab20')(i % 20) for i, k in enumerate(slips)} | plain
+    colour = {k: colormaps['tab20'](i % 20) for i, k in enumerate(slips)} | plain
     groups = list(dict.fromkeys((name, cell) for name, cell, _, _ in rows))
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.22 * len(rows) + 0.3 * len(groups)))
+    fig = Figure(figsize=(9, 1.2 + 0.22 * len(rows) + 0.3 * len(groups)))
+    ax = fig.subplots()
     y, ticks, labels = 0, [], []
     for name, cell in groups:
         heading = textwrap.shorten(assignment.notebooks[name].labels[cell].replace('`', ''), 60, placeholder='...') \
@@ -244,10 +224,8 @@ def plot_mistakes(path, assignment, rows, n):
             y -= 1
         y -= 0.4
     ax.set_yticks(ticks, labels, fontsize=8)
-    ax.set_ylim(y + 0.6, 0.8)
-    ax.set_xlim(0, max(n, 1) * 1.08)
+    ax.set(ylim=(y + 0.6, 0.8), xlim=(0, max(n, 1) * 1.08), xlabel=f'students who lost points to it (of {n})')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(f'students who lost points to it (of {n})')
     ax.set_title('What the class got wrong: for each graded step, the causes of lost points', fontsize=10, loc='left')
     ax.spines[['top', 'right']].set_visible(False)
     if not rows:
@@ -255,4 +233,3 @@ def plot_mistakes(path, assignment, rows, n):
         ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
