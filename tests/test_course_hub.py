@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.course import ENV, NB, accounts, postgres, run, traversable_root  # noqa: F401
+from tests.course import ENV, NB, run
 from tests.kit import ASSIGNMENT, BIN, ROOT
 from tests.test_student_kit import GIVEN, answer_lines
 
@@ -107,7 +107,7 @@ def copy_kit(to):
 
 
 @pytest.fixture(scope='module')
-def hub(postgres, accounts, traversable_root):  # noqa: F811
+def hub(postgres, accounts, traversable_root):
     base = Path(tempfile.mkdtemp(prefix='bpn-hub-'))
     base.chmod(0o755)
     group = f'bpn{TAG}class'
