@@ -2,9 +2,9 @@
 missing, its tests are skipped, and the end of the run names, one line each, what could
 not run here and the command that would make it run.
 
-`make test` runs the modules in two processes at once (pytest-xdist, `-n 2 --dist loadgroup`):
-each module stays whole in one process, so its module fixtures are made once; the modules in
-TOGETHER share one process, one after the other; the slowest start first."""
+`make test` runs the modules in two processes at once (pytest-xdist, `-n 2`): each module stays
+whole in one process, so its module fixtures are made once; the modules in TOGETHER share one
+process, one after the other; the slowest start first."""
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -29,14 +29,26 @@ def rank(item):
     return SLOWEST.index(name) if name in SLOWEST else len(SLOWEST)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         lacking = system.missing(system.NEEDS.get(item.path.name, []))
         if lacking:
             item.add_marker(pytest.mark.skip(reason=f'needs {", ".join(lacking)}: {system.how_to_get(lacking)}'))
-        item.add_marker(pytest.mark.xdist_group('together' if item.path.name in TOGETHER else item.path.name))
     items.sort(key=rank)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist: a module, or TOGETHER, is one unit of work, handed out in the
+    order collected (the slowest first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            name = Path(nodeid.split('::')[0]).name
+            return 'together' if name in TOGETHER else name
+    config.option.loadscopereorder = False
+    return ByModule(config, log)
 
 
 RAN = set()  # the test modules this run reported on (under pytest-xdist: in the process that prints)
