@@ -2,9 +2,10 @@
 missing, its tests are skipped, and the end of the run names, one line each, what could
 not run here and the command that would make it run.
 
-`make test` runs the modules in two processes at once (pytest-xdist, `-n 2`): each module stays
-whole in one process, so its module fixtures are made once; the modules in TOGETHER share one
-process, one after the other; the slowest start first."""
+`make test` runs the modules in three processes at once (pytest-xdist, `-n 3`; three keep two
+cores busy while a test waits on a server, a sleep or another process): each module stays whole
+in one process, so its module fixtures are made once; the modules in TOGETHER share one process,
+one after the other; the slowest start first."""
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -16,12 +17,13 @@ import system  # noqa: E402
 
 from tests.course import accounts, postgres, traversable_root  # noqa: E402,F401  one of each per process
 
-# They add Unix accounts, open /root to them (and close it again), and search every file
-# those accounts can read for answers: none of them may run beside another of them.
-TOGETHER = ('test_course_exchange.py', 'test_course_gradebook.py', 'test_course_hub.py', 'test_kit.py')
+# They open /root to other accounts and close it again, and the hub's test searches every file
+# its student can read for answers, which the exchange's test leaves readable: one at a time.
+TOGETHER = ('test_course_hub.py', 'test_course_exchange.py', 'test_kit.py')
 # The slowest first (a module started last should be a short one); the rest as they come.
-SLOWEST = ('test_attacks.py', 'test_course_hub.py', 'test_visible_predicts_grade.py', 'test_student_kit.py',
-           'test_lab.py', 'test_grading.py', 'test_course_gradebook.py', 'test_course_exchange.py', 'test_kit.py')
+SLOWEST = ('test_course_hub.py', 'test_attacks.py', 'test_grading.py', 'test_course_gradebook.py',
+           'test_visible_predicts_grade.py', 'test_lab.py', 'test_training.py', 'test_student_kit.py',
+           'test_course_exchange.py', 'test_kit.py')
 
 
 def rank(item):
