@@ -1,5 +1,7 @@
 """What the tests share: running notebooks with a real kernel, and an nbgrader course in
 a temporary folder where made-up students submit and the real CLI grades them."""
+import asyncio
+import csv
 import os
 import shutil
 import subprocess
@@ -20,10 +22,24 @@ ASSIGNMENT = 'backprop_ninja'
 
 def execute(nb, cwd, timeout=600, allow_errors=False):
     """Run a notebook top to bottom in a fresh python3 kernel; return it with outputs."""
-    nb = nbformat.from_dict(nb)
-    NotebookClient(nb, timeout=timeout, kernel_name='python3', allow_errors=allow_errors,
-                   resources={'metadata': {'path': str(cwd)}}).execute()
-    return nb
+    return execute_all([(nb, cwd)], timeout, allow_errors)[0]
+
+
+def execute_all(runs, timeout=600, allow_errors=False, env=None, at_once=3):
+    """execute() each (notebook, folder) of `runs`, `at_once` kernels at a time (with `env`,
+    the kernels' whole environment, when given); the notebooks with outputs, in order."""
+    async def all_of_them():
+        gate = asyncio.Semaphore(at_once)
+
+        async def one(nb, cwd):
+            nb = nbformat.from_dict(nb)
+            async with gate:
+                await NotebookClient(nb, timeout=timeout, kernel_name='python3', allow_errors=allow_errors,
+                                     resources={'metadata': {'path': str(cwd)}}).async_execute(
+                                         **({'env': env} if env else {}))
+            return nb
+        return await asyncio.gather(*(one(nb, cwd) for nb, cwd in runs))
+    return asyncio.run(all_of_them())
 
 
 def outputs_text(nb):
@@ -92,6 +108,31 @@ def nbgrader(*args, cwd, check=True):
     if check and run.returncode != 0:
         raise AssertionError(f'nbgrader {" ".join(args)} failed:\n{run.stdout}\n{run.stderr}')
     return run
+
+
+def graded_by_the_grader(folder, students, steps=None):
+    """One run of `python -m grading` (as `make grade`) on `students` ({student: {notebook
+    name: notebook}}), grading every notebook any of them hands in (the others are missing
+    for a student, which costs only those): ({student: {notebook name: {grade id: points}}},
+    the problem rows)."""
+    for student, notebooks in students.items():
+        (folder / 'class' / student).mkdir(parents=True)
+        for name, nb in notebooks.items():
+            nbformat.write(nb, folder / 'class' / student / f'{name}.ipynb')
+    names = sorted({name for notebooks in students.values() for name in notebooks})
+    env = dict(os.environ, **({'BPN_STEPS': str(steps)} if steps else {}))
+    run = subprocess.run([sys.executable, '-m', 'grading', str(folder / 'class'), '--out', str(folder / 'out'),
+                          '--jobs', '2', '--notebooks', ','.join(names)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    scores = {student: {name: {} for name in names} for student in students}
+    with open(folder / 'out' / 'grades.csv') as f:
+        for row in csv.DictReader(f):
+            for column, points in row.items():
+                if row['student'] in students and '/' in column:
+                    name, gid = column.split('/')
+                    scores[row['student']][name][gid] = float(points)
+    with open(folder / 'out' / 'problems.csv') as f:
+        return scores, list(csv.DictReader(f))
 
 
 def grade_class(path, name, students, env=None):

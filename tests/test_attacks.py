@@ -166,8 +166,13 @@ for folder in ['/tmp', '/dev/shm', '/run', '.']:
     except OSError as e:
         print(folder, 'full after', written >> 20, 'MB:', e)
 '''],
-        # issue 13: the judge's stdout and the sandbox's first process's, written to directly
+        # issue 13: the judge's stdout and the sandbox's first process's, written to directly;
+        # issue 8: a flood of displayed output
         'a_writes_the_pipe': ['''
+from IPython.display import HTML, display
+for i in range(5_000):
+    display(HTML('<b>' + 'x' * 2000 + '</b>'))
+''', '''
 import os
 chunk = b'\\xff' * 2**20
 for path, mb in [('/proc/1/fd/1', 256), ('/proc/self/fd/1', 96)]:
@@ -217,7 +222,8 @@ for name, module in list(sys.modules.items()):
                 except Exception:
                     pass
 '''],
-        # issue 8: the kit rewritten, the gradebooks edited, a process left to rewrite grades.csv later
+        # issue 8: the kit rewritten, the gradebooks edited, a process left to rewrite grades.csv later,
+        # every process in sight killed, the parent first
         'a_damages': [f'''
 from pathlib import Path
 for path in list(Path({kit!r}).glob('checks/*.py')) + [Path({kit!r}) / 'helpers.py']:
@@ -246,35 +252,15 @@ for p in pathlib.Path({str(out)!r}).rglob('grades.csv'):
 """
 subprocess.Popen([sys.executable, '-c', later, {MARK!r}], start_new_session=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-'''],
-        # issue 8: a fork bomb, then every process in sight killed, the parent first
-        'a_kills': ['''
-import os, time
-made = 0
-while made < 100_000:
-    try:
-        if os.fork() == 0:
-            time.sleep(600)
-            os._exit(0)
-        made += 1
-    except OSError:
-        break
-print('forked', made, 'processes before the cap')
 ''', '''
 import os, signal
-for pid in [os.getppid()] + [int(p) for p in os.listdir('/proc') if p.isdigit()]:
+for pid in [os.getppid()] + [int(p) for p in os.listdir('/proc') if p.isdigit()]:  # every process in sight
     if pid != os.getpid():
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
 os.kill(-1, signal.SIGKILL)
-'''],
-        # issue 8: a flood of displayed output
-        'a_display_flood': ['''
-from IPython.display import HTML, display
-for i in range(5_000):
-    display(HTML('<b>' + 'x' * 2000 + '</b>'))
 '''],
         # answers the grader must not trust: a pickle payload, a 320 MB tensor
         'a_bad_answers': [f'''
@@ -407,7 +393,7 @@ def grade(folder, out, notebooks, muted=False, env=None):
         (site / 'sitecustomize.py').write_text(MUTED)
         env.update(PYTHONPATH=str(site), BPN_TEST_MUTE_AUDIT='1', BPN_TEST_KIT=str(ROOT))
     proc = subprocess.Popen([sys.executable, '-m', 'grading', str(folder), '--out', str(out), '--jobs', '2',
-                             '--timeout', '20', '--notebook-timeout', '120', '--notebooks', notebooks],
+                             '--timeout', '300', '--notebook-timeout', '900', '--notebooks', notebooks],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peaks = {}
     watcher = threading.Thread(target=grader_peak_mb, args=(proc, peaks))
@@ -565,12 +551,12 @@ def test_the_audit_names_what_it_holds_for_review(graded):
         'a_writes_the_pipe': "names '/proc/1/fd/1'",
         'a_phones_home': 'uses socket',
         'a_reaches_the_judge': 'uses `sys._getframe`',
-        'a_damages': 'uses subprocess',
-        'a_kills': 'uses `os.kill`',
+        'a_damages': ('uses subprocess', 'uses `os.kill`'),
         'a_bad_answers': 'uses `os.system`',
     }
-    for student, phrase in named.items():
-        assert any(phrase in line for line in problems(graded['out'], student)), (student, problems(graded['out'], student))
+    for student, phrases in named.items():
+        for phrase in [phrases] if isinstance(phrases, str) else phrases:
+            assert any(phrase in line for line in problems(graded['out'], student)), (student, problems(graded['out'], student))
 
 
 # with the audit muted, the wall each attack meets, as its problem line says it
@@ -581,8 +567,7 @@ WALLS = {
     'a_autograd_by_getattr': 'autograd computed the answer',  # the judge's count of graph nodes
     'a_forges_handins': "can't start new thread",  # and no hand-in file to forge
     'a_hogs_memory': 'ran out of memory',  # one memory limit for the sandbox
-    'a_damages': 'Operation not permitted',  # no process to outlive the sandbox
-    'a_kills': 'Operation not permitted',  # no fork, no signal to another process
+    'a_damages': 'Operation not permitted',  # no process to outlive the sandbox, no signal to another process
 }
 
 

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from tests.course import (ENV, NB, WORK, accounts, postgres, run, traversable_root)  # noqa: F401
+from tests.course import ENV, NB, WORK, run
 from tests.kit import ASSIGNMENT, BIN, ROOT
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
@@ -29,7 +29,7 @@ def user(name):
 
 
 @pytest.fixture(scope='module')
-def cycle(postgres, accounts, traversable_root):  # noqa: F811
+def cycle(postgres, accounts, traversable_root):
     base = Path(tempfile.mkdtemp(prefix='bpn-course-'))
     base.chmod(0o755)
     exchange, etc = base / 'exchange', base / 'etc'

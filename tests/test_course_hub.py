@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.course import ENV, NB, accounts, postgres, run, traversable_root  # noqa: F401
+from tests.course import ENV, NB, run
 from tests.kit import ASSIGNMENT, BIN, ROOT
 from tests.test_student_kit import GIVEN, answer_lines
 
@@ -107,7 +107,7 @@ def copy_kit(to):
 
 
 @pytest.fixture(scope='module')
-def hub(postgres, accounts, traversable_root):  # noqa: F811
+def hub(postgres, accounts, traversable_root):
     base = Path(tempfile.mkdtemp(prefix='bpn-hub-'))
     base.chmod(0o755)
     group = f'bpn{TAG}class'
@@ -119,8 +119,10 @@ def hub(postgres, accounts, traversable_root):  # noqa: F811
     probe = base / 'search.py'
     probe.write_text(search_answers() + 'print(found, end="")\n')
     probe.chmod(0o644)
-    before = set(run(sys.executable, '-I', probe, user=student, cwd='/').stdout.splitlines()) - {str(probe)}
-    probe.unlink()
+    # what the machine lets every account read already, searched while the deployment is made
+    # (whatever the deployment puts anywhere is searched again by place, after)
+    searching = start(sys.executable, '-I', probe, user=student, cwd='/')
+    npm = start('npm', 'install', '--silent', '--no-audit', '--no-fund', '--prefix', base / 'npm', PROXY, cwd=base)
     exchange, etc = base / 'exchange', base / 'etc'
     exchange.mkdir()
     exchange.chmod(0o1777)
@@ -154,7 +156,10 @@ def hub(postgres, accounts, traversable_root):  # noqa: F811
     run(student_env / 'bin' / 'nbgrader', 'fetch_assignment', ASSIGNMENT, user=other, cwd=f'/home/{other}',
         env=dict(env, PATH=f'{student_env / "bin"}:{ENV["PATH"]}'))
     # the proxy, from the npm registry
-    run('npm', 'install', '--silent', '--no-audit', '--no-fund', '--prefix', base / 'npm', PROXY, cwd=base)
+    said = npm.communicate(timeout=900)[1]
+    assert npm.returncode == 0, said
+    before = set(searching.communicate(timeout=900)[0].splitlines()) - {str(probe)}
+    probe.unlink()
     ports = dict(hub=free_port(), api=free_port(), proxy=free_port(), formgrader=free_port())
     (base / 'hub').mkdir()
     (base / 'hub' / 'jupyterhub_config.py').write_text(f'''
@@ -183,7 +188,7 @@ c.ConfigurableHTTPProxy.command = [{str(base / "npm" / "node_modules" / ".bin" /
         print((base / 'hub.log').read_text()[-6000:])  # shown when a test failed
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(60)
+            proc.wait(15)  # then killed: its servers run as the test's accounts, whose processes all end
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -191,6 +196,16 @@ c.ConfigurableHTTPProxy.command = [{str(base / "npm" / "node_modules" / ".bin" /
         for pid in started_from(base):  # a proxy left behind by a hub that failed to start
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def start(*cmd, user=None, cwd=None):
+    """A command started as root or as Unix `user` (as course.run runs it), its output and errors on pipes."""
+    env = dict(ENV)
+    if user:
+        env.update(HOME=f'/home/{user}', USER=user, LOGNAME=user)
+        cmd = ('runuser', '-u', user, '--', *cmd)
+    return subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def started_from(folder):

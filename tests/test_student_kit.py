@@ -103,18 +103,24 @@ def test_the_share_pins_what_the_kit_pins(share):
 # ---------------------------------------------------------------- the notebooks, from the share alone
 
 RUN = '''
-import sys
+import asyncio, sys
 from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-for path in sys.argv[1:]:
+async def run(path, gate):
     nb = nbformat.read(path, as_version=4)
-    try:
-        NotebookClient(nb, timeout=900, kernel_name='python3', resources={'metadata': {'path': str(Path(path).parent)}}).execute()
-    except CellExecutionError:
-        pass  # the notebook keeps its outputs up to the cell that raised
+    async with gate:
+        try:
+            await NotebookClient(nb, timeout=900, kernel_name='python3',
+                                 resources={'metadata': {'path': str(Path(path).parent)}}).async_execute()
+        except CellExecutionError:
+            pass  # the notebook keeps its outputs up to the cell that raised
     nbformat.write(nb, path)
+async def main():
+    gate = asyncio.Semaphore(3)  # kernels at a time
+    await asyncio.gather(*(run(path, gate) for path in sys.argv[1:]))
+asyncio.run(main())
 '''
 WHERE = 'import sys, helpers, checks\nprint("from:", sys.prefix, helpers.__file__, checks.__file__)'
 

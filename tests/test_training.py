@@ -10,7 +10,8 @@ import nbformat
 import pytest
 
 from checks.core import GradingError
-from tests.kit import ROOT, SOLUTIONS, blank, execute, grade_class, lost, mutated, outputs_text, printed, replaced, solved
+from tests.kit import (ROOT, SOLUTIONS, blank, execute, grade_class, graded_by_the_grader, lost, mutated, outputs_text,
+                       printed, replaced, solved)
 
 NB = '04_manual_training'
 STEPS = '1000'  # BPN_STEPS for every run here: the notebook then executes in seconds
@@ -77,9 +78,10 @@ def test_step_that_calls_loss_backward_fails_only_the_no_grad_check(scores):
 
 @pytest.fixture(scope='module')
 def judged(tmp_path_factory):
-    from tests.test_visible_predicts_grade import graded_by_the_grader
     students = {'solver': solved(NB), 'blank': blank(NB), 'calls_backward': replaced(NB, 'train_step', AUTOGRAD_STEP)}
-    return graded_by_the_grader(tmp_path_factory.mktemp('graded'), NB, students, steps=STEPS)
+    scores, problems = graded_by_the_grader(tmp_path_factory.mktemp('graded'), {s: {NB: nb} for s, nb in students.items()},
+                                            steps=STEPS)
+    return {s: scores[s][NB] for s in students}, problems
 
 
 def test_the_grader_trains_with_the_students_step_and_gives_the_solution_full_marks(judged):
