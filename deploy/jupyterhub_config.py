@@ -54,6 +54,9 @@ SHARED_ENV = {
 c.Spawner.environment = SHARED_ENV
 c.Spawner.cmd = ['prlimit', f'--data={MEMORY}', f'--nproc={PROCESSES}', '--',
                  str(STUDENT_BIN / 'jupyterhub-singleuser')]
+# a class that logs in at once on a small machine: a server may need minutes to start
+c.Spawner.start_timeout = 300
+c.Spawner.http_timeout = 300
 c.Spawner.default_url = f'/lab/tree/{ASSIGNMENT}'
 # students grade nothing: no formgrader in their servers
 c.Spawner.args = ['--ServerApp.jpserver_extensions=nbgrader.server_extensions.formgrader=False']

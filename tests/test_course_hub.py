@@ -234,7 +234,15 @@ def student_server(hub):
     user = f'{hub["url"]}/hub/api/users/{hub["student"]}'
     status, got = call(f'{user}/server', token, method='POST', body={})
     assert status in (201, 202), (status, got)
-    wait_for('the student server', lambda: call(user, token)[1].get('servers', {}).get('', {}).get('ready'))
+
+    def started():
+        status, got = call(user, token)
+        if status != 200:  # the hub busy: ask again
+            return None
+        servers = got.get('servers', {})
+        assert '' in servers, 'the hub gave up starting the server:\n' + (hub['base'] / 'hub.log').read_text()[-3000:]
+        return servers['']['ready']
+    wait_for('the student server', started, seconds=600)
     return dict(token=token, url=f'{hub["url"]}/user/{hub["student"]}')
 
 
