@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / 'tools' / 'student_pyproject.toml'
 RELEASE = ROOT / 'notebooks' / 'backprop_ninja'
 NEEDS = dict(dependencies=['torch', 'numpy', 'matplotlib', 'tqdm', 'ipykernel'],
-             lab=['jupyterlab', 'nbgrader'],
-             hub=['jupyterlab', 'nbgrader', 'jupyterhub'])
+             lab=['jupyterlab', 'nbgrader', 'jsonschema'],
+             hub=['jupyterlab', 'nbgrader', 'jsonschema', 'jupyterhub'])
 
 
 def kit_pins():
