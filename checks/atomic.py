@@ -22,6 +22,8 @@ def make_network_case(g, n, n_hidden, vocab_size, n_embd, block_size, upstream=N
     and, for `upstream` (a value's name), a random gradient flowing into it."""
     params = [p.detach() for p in init_params(vocab_size, n_embd, n_hidden, block_size, g=g, dtype=torch.float64)]
     Xb = torch.randint(0, vocab_size, (n, block_size), generator=g)
+    while not (torch.bincount(Xb.flatten()) == 1).any():  # a row of C read once, so that a dC losing
+        Xb = torch.randint(0, vocab_size, (n, block_size), generator=g)  # repeated reads shows right rows too
     Yb = torch.randint(0, vocab_size, (n,), generator=g)
     with torch.no_grad():
         atoms = forward_atoms(params, Xb, Yb)

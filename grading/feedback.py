@@ -61,7 +61,7 @@ def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
     paths = machine_paths(scrub_paths)
     mine = {name: [p for p in problems if p.get('notebook') in (name, None)] for name in notebooks}
     with Gradebook(f'sqlite:///{folder / "gradebook.db"}') as gb:
-        gradebook.write(gb, assignment, dict(student=sid, scores=scores))
+        gradebook.write(gb, assignment, dict(student=sid, scores=scores), notebooks)
         for name, nb in notebooks.items():
             release = assignment.notebooks[name]
             for gid in release.solutions:

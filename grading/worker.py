@@ -28,6 +28,7 @@ from pathlib import Path
 
 import nbformat
 
+import checks.training
 from grading import audit, feedback, intake, sandbox
 from grading.course import Assignment, grade_id, label, notebook_names, stage_at
 from grading.judge import MAX_FRAME, decode, encode, read_frame, send
@@ -37,6 +38,8 @@ START_SECONDS = 180  # for the judge to import torch and say it is ready, on a b
 # the grader's verdict on one graded cell: right (text None) or why not; whether the answer ran
 # at all (if not, the cell that broke it says more); the problem's cause
 Verdict = namedtuple('Verdict', 'text ran cause', defaults=(True, None))
+# the names' dataset as the judge receives it, built once: grading/__main__'s forkserver imports this module
+DATASET = encode(checks.training.splits(3))
 
 
 def cell_text(status, ename, evalue, memory_mb):
@@ -188,9 +191,8 @@ def grade(job):
                           sandbox=job.get('sandbox', True), channels=len(assignment.notebooks))
     except Exception as e:  # said below, for each notebook it should have run
         box, why_not = None, f'{type(e).__name__}: {e}'
-    import checks.training
-    if box:  # the dataset, built here while the judge imports torch (the verdict on notebook 4 needs it too)
-        threading.Thread(target=send, args=(box.stdin, encode(checks.training.splits(3))), daemon=True).start()
+    if box:  # taken in while the judge imports torch
+        threading.Thread(target=send, args=(box.stdin, DATASET), daemon=True).start()
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     problems += [dict(p, cause='missing') if p['text'].endswith('is missing') else p for p in found]
     kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in

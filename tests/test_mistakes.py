@@ -24,16 +24,22 @@ REPEATED = ('stage4', 'dC.index_add_(0, Xb.view(-1), demb.view(-1, C.shape[1]))'
 SIZE_32 = ('stage1', 'n = logprobs.shape[0]', 'n = 32')
 
 
-def verdict(number, gid, *edits, namespace=None, cells=()):
+def verdict(number, gid, *edits, namespace=None, cells=(), seeds=(PUBLIC_SEED,)):
     """What the grader says of notebook `number`'s solution with (cell, old, new) edits, on
-    the first of its fresh cases that comes out wrong."""
+    the first of its fresh cases that comes out wrong (for each of `seeds`, a list)."""
     spec = checks.spec(gid)
     answer = solution(number, *cells, edits=edits, namespace=namespace)[spec.answer]
-    for case in spec.cases(PUBLIC_SEED):
+    if len(seeds) > 1:
+        return [verdict_on(spec, answer, seed) for seed in seeds]
+    return verdict_on(spec, answer, seeds[0])
+
+
+def verdict_on(spec, answer, seed):
+    for case in spec.cases(seed):
         said = judged(spec, answer, case)
         if said:
             return f'{spec.title}: {said}'
-    raise AssertionError(f'{gid}: every case is right')
+    raise AssertionError(f'{spec.gid}: every case is right')
 
 
 AUTOGRAD = '    with torch.enable_grad():\n        x = W2.clone().requires_grad_()\n        (x * x).sum().backward()\n'
@@ -77,6 +83,14 @@ CLASSIC = [
 def test_each_classic_mistake_gets_its_cause_from_the_sentence_the_grader_writes(key, number, gid, edits, kwargs):
     said = verdict(number, gid, *edits, **kwargs)
     assert cause_of(said) == key, said
+
+
+@pytest.mark.parametrize('key, number, gid, edits, kwargs', [c for c in CLASSIC if c.values[1] != 4])
+def test_each_classic_mistake_gets_the_same_cause_whatever_fresh_inputs_the_grader_draws(key, number, gid, edits,
+                                                                                      kwargs):
+    """A class's inputs are drawn afresh at every grading: ten seeds, one cause."""
+    said = verdict(number, gid, *edits, seeds=range(1, 11), **kwargs)
+    assert [cause_of(s) for s in said] == [key] * 10, next(s for s in said if cause_of(s) != key)
 
 
 def test_a_trained_network_above_the_bar_is_loss_bar():
