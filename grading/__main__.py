@@ -24,8 +24,9 @@ from grading.course import assignment_name, make_template
 from grading.gradebook import prepare, record
 
 FORKS = multiprocessing.get_context('forkserver')
-# what every worker imports, once: nbgrader (the feedback), and torch with the checks (inputs and verdicts)
-FORKS.set_forkserver_preload(['grading.worker', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch', *checks.MODULES])
+# what every worker imports, once: nbgrader (the feedback), torch with the checks (inputs and verdicts), the dataset
+FORKS.set_forkserver_preload(['grading.worker', 'grading.dataset', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch',
+                              *checks.MODULES])
 
 
 def parse():

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 
-import checks.training
+import checks
 from grading import audit, feedback, intake, sandbox
 from grading.course import Assignment, grade_id, label, notebook_names, stage_at
 from grading.judge import MAX_FRAME, decode, encode, read_frame, send
@@ -38,8 +38,6 @@ START_SECONDS = 180  # for the judge to import torch and say it is ready, on a b
 # the grader's verdict on one graded cell: right (text None) or why not; whether the answer ran
 # at all (if not, the cell that broke it says more); the problem's cause
 Verdict = namedtuple('Verdict', 'text ran cause', defaults=(True, None))
-# the names' dataset as the judge receives it, built once: grading/__main__'s forkserver imports this module
-DATASET = encode(checks.training.splits(3))
 
 
 def cell_text(status, ename, evalue, memory_mb):
@@ -192,7 +190,8 @@ def grade(job):
     except Exception as e:  # said below, for each notebook it should have run
         box, why_not = None, f'{type(e).__name__}: {e}'
     if box:  # taken in while the judge imports torch
-        threading.Thread(target=send, args=(box.stdin, DATASET), daemon=True).start()
+        from grading import dataset
+        threading.Thread(target=send, args=(box.stdin, dataset.FRAME), daemon=True).start()
     picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     problems += [dict(p, cause='missing') if p['text'].endswith('is missing') else p for p in found]
     kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
