@@ -109,9 +109,7 @@ def prepare(dataset=None):
     ctypes.util.find_library = find
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
-    cfg = Config()
-    cfg.HistoryManager.enabled = False
-    shell = InteractiveShell.instance(config=cfg)
+    shell = InteractiveShell.instance(config=Config(HistoryManager=Config(enabled=False)))
 
     def refuse_shell(*args, **kwargs):
         raise PermissionError('shell commands are not run when grading')
@@ -125,19 +123,15 @@ class Child:
     """A forked C running the cells not in `skip`, reporting over a pipe."""
 
     def __init__(self, shell, job, skip):
-        from_parent, to_child = os.pipe()
-        from_child, to_parent = os.pipe()
+        (from_parent, self.to), (self.fro, to_parent) = os.pipe(), os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
-            os.close(to_child)
-            os.close(from_child)
-            try:
+            try:  # C closes every descriptor but its own two pipes
                 child(shell, job, skip, from_parent, to_parent)
             finally:
                 os._exit(0)
         os.close(from_parent)
         os.close(to_parent)
-        self.to, self.fro = to_child, from_child
 
     def stop(self):
         """Kill it if it still runs; how it ended: 'exit code N' or 'signal N'."""

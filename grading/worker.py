@@ -125,21 +125,18 @@ def run_notebook(pipes, nb, release, specs, job):
 def problems_of(nb, release, ran, verdicts, scores, memory_mb):
     """The problem lines of one judged notebook: per graded cell lost, its verdict, or (when its
     answer never ran) the first cell that broke before it; every other broken cell too."""
-    problems, segment = [], []
-    for i, cell in enumerate(nb.cells):
-        segment.append(i)
-        gid = grade_id(cell)
-        if gid not in release.points and i < len(nb.cells) - 1:
-            continue
-        stage = gid if gid in release.points else None
-        broken = [(j, cell_text(*ran[j], memory_mb)) for j in segment if ran[j] and ran[j][0] != 'ok']
-        lost = stage is not None and scores.get(stage, 0) < release.points[stage]
-        if lost and (verdicts[stage].ran or not broken):
+    broken = {}  # graded cell (None after the last): [(cell, (text, cause))] for the cells that broke before it
+    for j, how in enumerate(ran):
+        if how and how[0] != 'ok':
+            broken.setdefault(stage_at(nb.cells, j, release.points), []).append((j, cell_text(*how, memory_mb)))
+    problems = []
+    for stage in [*release.points, None]:
+        lost, mine = stage is not None and scores.get(stage, 0) < release.points[stage], broken.get(stage, [])
+        if lost and (verdicts[stage].ran or not mine):
             problems.append(dict(cell=stage, stage=stage, text=verdicts[stage].text, cause=verdicts[stage].cause))
         else:
-            for j, (text, cause) in (broken[:1] if lost else broken):
-                problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=text, cause=cause))
-        segment = []
+            problems += [dict(cell=label(nb.cells[j]), stage=stage, text=text, cause=cause)
+                         for j, (text, cause) in (mine[:1] if lost else mine)]
     return problems
 
 
@@ -151,10 +148,9 @@ def shown(nb, release, verdicts, scores):
             cell.outputs, cell.execution_count = [], None
         gid = grade_id(cell)
         if gid in release.points:
-            v = verdicts.get(gid)
-            points = f'{scores.get(gid, 0):g} of {release.points[gid]:g} points'
-            text = f'{points}: right\n' if v and v.text is None else f'{points}: {v.text if v else "not graded"}\n'
-            cell.outputs = [nbformat.v4.new_output('stream', name='stdout', text='[grader] ' + text)]
+            said = 'not graded' if gid not in verdicts else verdicts[gid].text or 'right'
+            text = f'[grader] {scores.get(gid, 0):g} of {release.points[gid]:g} points: {said}\n'
+            cell.outputs = [nbformat.v4.new_output('stream', name='stdout', text=text)]
     return nb
 
 
@@ -219,7 +215,7 @@ def grade(job):
         nbformat.write(nb, out)
         said = [p for p in problems if p.get('notebook') in (None, name)] + lines.get(name, [])
         try:
-            trouble.append(feedback.write(home / 'fb', assignment, sid, {name: nb}, scores, said, [home, job['out']]))
+            trouble.append(feedback.write(home / 'fb', assignment, sid, name, nb, scores, said, [home, job['out']]))
         except Exception as e:  # the feedback's trouble must not cost the grade
             trouble.append(f'the grader could not write the feedback ({type(e).__name__}: {e})')
 
