@@ -180,15 +180,13 @@ def run_cells(shell, job, ran, skip):
 def judge_notebook(shell, job, wire_in, wire_out):
     """One notebook: its cells, then its graded cells one at a time, as the worker asks."""
     ran, skip = [None] * len(job['cells']), set()
-    c = run_cells(shell, job, ran, skip)
-    gave_up = c is None  # the notebook ran out of time: no second try
+    c = run_cells(shell, job, ran, skip) or False  # False: the notebook ran out of time, no second try
     send(wire_out, encode({'cells': ran}))
     while (ask := decode(read_frame(wire_in))) != 'end':
         gid = ask['gid']
-        if c is None and not gave_up:  # replaced: the cells again, quietly, those that broke it left out
-            c = run_cells(shell, job, [None] * len(job['cells']), skip)
-            gave_up = c is None
-        if c is None:
+        if c is None:  # C died in a graded call: the cells again, quietly, those that broke it left out
+            c = run_cells(shell, job, [None] * len(job['cells']), skip) or False
+        if c is False:
             send(wire_out, encode({'gid': gid, 'failed': ('timeout', 'NotebookTimeout', str(job['notebook_timeout']))}))
             continue
         send(c.to, encode(ask))
@@ -201,7 +199,7 @@ def judge_notebook(shell, job, wire_in, wire_out):
             failed = ('timeout', 'CellTimeout', str(job['timeout'])) if isinstance(e, TimeoutError) else \
                 ('crashed', 'Died', how)
             send(wire_out, encode({'gid': gid, 'failed': failed}))
-    if c is not None:
+    if c:
         c.stop()
 
 

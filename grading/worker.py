@@ -1,5 +1,5 @@
-"""One student, graded in a process and folders of its own: run(JOB.json), forked by
-grading/__main__ (JOB.json: who, where, the limits). Outside the sandbox, the worker repairs
+"""One student, graded in a process and folders of its own: run(job), forked by
+grading/__main__ (job: who, where, the limits). Outside the sandbox, the worker repairs
 (grading/intake.py) and audits (grading/audit.py) the notebooks (one the audit holds scores 0,
 listed in result['held']); starts one sandbox with the judge in it (grading/sandbox.py,
 grading/judge.py) and talks to it over a channel per notebook, a thread each, so that the
@@ -252,17 +252,11 @@ def grade(job):
     return dict(student=sid, scores=scores, problems=problems, held=held, seconds=time.monotonic() - started)
 
 
-def run(job_path):
-    """Grade the student of JOB.json, with this process's output going to worker.log next to it."""
-    job = json.loads(Path(job_path).read_text())
+def run(job):
+    """Grade the student of `job`, with this process's output going to worker.log in its folder."""
     log = os.open(Path(job['course']) / 'worker.log', os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(log, 1)
     os.dup2(log, 2)
     warnings.filterwarnings('ignore')
     os.environ.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')  # tiny tensors; JOBS workers share the cores
-    result = grade(job)
-    (Path(job['course']) / 'result.json').write_text(json.dumps(result, indent=1))
-
-
-if __name__ == '__main__':
-    run(sys.argv[1])
+    (Path(job['course']) / 'result.json').write_text(json.dumps(grade(job), indent=1))
