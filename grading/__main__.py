@@ -63,8 +63,7 @@ def run_worker(job, deadline):
     try:
         course = Path(job['course'])  # the worker's own folder; the sandbox never sees it
         course.mkdir(parents=True)
-        (course / 'job.json').write_text(json.dumps(job))
-        proc = FORKS.Process(target=worker.run, args=(str(course / 'job.json'),))
+        proc = FORKS.Process(target=worker.run, args=(job,))
         proc.start()
         proc.join(deadline)
         if proc.is_alive():

@@ -1,13 +1,10 @@
 """The audit: scan(nb, release) -> [(cell index, text, cause)], read before any code runs.
 
-It reads every cell the student wrote (answer cells and cells they added, not the kit's
-locked cells) and names autograd where a graded function (`checks.spec(gid).answer`) can
-reach it, following names from cell to cell (cause 'autograd'; an autograd experiment that
-no graded function reaches is study), and the grader's machinery wherever it is (cause
-'held'). Either holds the notebook for a person to review: the judge counts autograd nodes
-in the same process as the student's code, so code that reaches its memory or its pipe
-could forge the count; the audit is the tripwire for that. A note (cause None) holds
-nothing: many numbers typed in, a name the kit provides defined again.
+In the cells the student wrote it names autograd where a graded function can reach it,
+following names from cell to cell (cause 'autograd'; an experiment none reaches is study), and
+the grader's machinery anywhere (cause 'held'): either holds the notebook for review, since
+code that reaches the judge's memory or pipe could forge its autograd count. A note (cause
+None) holds nothing: many numbers typed in, a name the kit provides defined again.
 """
 import ast
 import re

@@ -51,43 +51,36 @@ def answer_cell(release, p):
     return next((g for g in reversed(before) if g in release.solutions), None)
 
 
-def write(folder, assignment, sid, notebooks, scores, problems, scrub_paths=()):
-    """Feedback HTML in FOLDER/feedback/<sid>/<assignment>/ for `notebooks` ({name: the
-    notebook with the verdicts in it}), showing the grader's `scores` and `problems`. None, or what went wrong."""
+def write(folder, assignment, sid, name, nb, scores, problems, scrub_paths=()):
+    """Feedback HTML in FOLDER/feedback/<sid>/<assignment>/ for notebook `name`, `nb` with the
+    verdicts in it, showing the grader's `scores` and `problems`. None, or what went wrong."""
     from nbgrader.apps import NbGraderAPI
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(assignment.gradebook, folder / 'gradebook.db')
     paths = machine_paths(scrub_paths)
-    mine = {name: [p for p in problems if p.get('notebook') in (name, None)] for name in notebooks}
+    mine, release = [p for p in problems if p.get('notebook') in (name, None)], assignment.notebooks[name]
     with Gradebook(f'sqlite:///{folder / "gradebook.db"}') as gb:
-        gradebook.write(gb, assignment, dict(student=sid, scores=scores), notebooks)
-        for name, nb in notebooks.items():
-            release = assignment.notebooks[name]
-            for gid in release.solutions:
-                said = [scrub(p['text'], paths) for p in mine[name] if answer_cell(release, p) == gid]
-                gb.find_comment(gid, name, assignment.name, sid).manual_comment = '\n\n'.join(said) or None
-            nb = copy.deepcopy(nb)  # no path of the grading machine in its outputs
-            for o in (o for cell in nb.cells for o in cell.get('outputs', []) if o.get('output_type') == 'stream'):
-                o['text'] = scrub(o.get('text', ''), paths)
-            out = folder / 'autograded' / sid / assignment.name / f'{name}.ipynb'
-            out.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, out)
+        gradebook.write(gb, assignment, dict(student=sid, scores=scores), [name])
+        for gid in release.solutions:
+            said = [scrub(p['text'], paths) for p in mine if answer_cell(release, p) == gid]
+            gb.find_comment(gid, name, assignment.name, sid).manual_comment = '\n\n'.join(said) or None
         gb.db.commit()
+    nb = copy.deepcopy(nb)  # no path of the grading machine in its outputs
+    for o in (o for cell in nb.cells for o in cell.get('outputs', []) if o.get('output_type') == 'stream'):
+        o['text'] = scrub(o.get('text', ''), paths)
+    out = folder / 'autograded' / sid / assignment.name / f'{name}.ipynb'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
     config = kit_config(folder)
-    if len(notebooks) == 1:  # the pages written before stay as they are
-        config.CourseDirectory.notebook_id = next(iter(notebooks))
-    result = NbGraderAPI(config=config).generate_feedback(assignment.name, sid, force=True)
-    if not result['success']:
+    config.CourseDirectory.notebook_id = name  # the pages written before stay as they are
+    if not NbGraderAPI(config=config).generate_feedback(assignment.name, sid, force=True)['success']:
         return 'nbgrader could not write the feedback'
-    for name in notebooks:
-        page = folder / 'feedback' / sid / assignment.name / f'{name}.html'
-        if not page.exists():
-            continue
+    page = folder / 'feedback' / sid / assignment.name / f'{name}.html'
+    if page.exists():
         text = page.read_text().replace('</head>', STYLE + '</head>', 1)
-        lines = [(f'{p["cell"]}: ' if p.get('cell') else '') + scrub(p['text'], paths) for p in mine[name]]
+        lines = [(f'{p["cell"]}: ' if p.get('cell') else '') + scrub(p['text'], paths) for p in mine]
         items = ''.join(f'<li>{html.escape(t)}</li>' for t in lines)
         box = f'<div class="grader-problems"><b>What the grader found:</b><ul>{items}</ul></div>' if items else ''
-        text = text.replace('</h4>', '</h4>' + box, 1)
-        page.write_text(scrub(text, paths))
+        page.write_text(scrub(text.replace('</h4>', '</h4>' + box, 1), paths))
     return None

@@ -108,7 +108,7 @@ def pick(folder, names, known=()):
             problems.append(dict(notebook=name, text=f'{name}.ipynb is missing; graded '
                                  f'{copies[0].relative_to(folder)} in its place'))
         else:
-            problems.append(dict(notebook=name, text=f'{name}.ipynb is missing'))
+            problems.append(dict(notebook=name, text=f'{name}.ipynb is missing', cause='missing'))
     problems += [dict(text=f'extra notebook {p.relative_to(folder)} is not part of the assignment; not graded')
                  for p in rest]
     return picked, problems
@@ -116,8 +116,13 @@ def pick(folder, names, known=()):
 
 # ---------------------------------------------------------------- reading and repairing one notebook
 
-def read(raw):
-    """The notebook in `raw` (bytes), or None and why it cannot be read."""
+def read(path, cap=200 * 2**20):
+    """The notebook at `path`, or None and why it cannot be read (a notebook of this course,
+    outputs and all, is a few MB: `cap` bytes at most)."""
+    size = path.stat().st_size
+    if size > cap:
+        return None, f'is {size / 2**20:.0f} MB, too large to be this notebook (the limit is {cap / 2**20:.0f} MB)'
+    raw = path.read_bytes()
     if not raw.strip():
         return None, 'is an empty file'
     try:
@@ -154,14 +159,14 @@ def tagged(cell):
     return isinstance(tags, list) and any(t in ('skip-execution', 'raises-exception') for t in tags)
 
 
-def repair(raw, release):
-    """(notebook to grade, problems) for the bytes a student handed in, against `release`
+def repair(path, release):
+    """(notebook to grade, problems) for the notebook a student handed in at `path`, against `release`
     (a course.Notebook): cells are matched by grade id and laid out in the release's order,
     read-only cells are the release's, deleted cells come back, a cell's extra copies and
     cells unknown to this release stay as the student's own cells next to where they were."""
-    nb, why = read(raw)
+    nb, why = read(path)
     if nb is None:
-        return None, [dict(text=f'{release.name}.ipynb {why}')]
+        return None, [dict(text=f'{release.name}.ipynb {why}', cause='unreadable')]
     problems = []
     cells = [c for c in nb.get('cells', []) if isinstance(c, dict)]
     tags = [str(i + 1) for i, c in enumerate(cells) if tagged(c)]

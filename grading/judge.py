@@ -3,15 +3,11 @@
     python -m grading.judge [IN,OUT ...]   (grading/worker.py starts it with a pair of pipes per notebook)
 
 P imports torch (one thread), IPython, helpers, checks and pyseccomp once, then forks a server
-per pair of pipes, so that a student's notebooks run at once; a server forks a child C per
-notebook. C closes every descriptor but its own two pipes, loads a seccomp filter (no thread,
-process, exec or ptrace; signals only to itself), takes its references (the autograd node
-counter, its pipe, each check's `run`) and only then runs the cells in an IPython shell
-(prints dropped, shell escapes refused), reporting each as ok, error or timeout. A cell that
-runs too long or kills C: the server kills C and forks another that runs the cells before it
-again, without the broken one. Then, one graded cell at a time, C runs `spec.run(answer,
-case)` on the inputs the worker sends, counting the autograd graph nodes made from reading
-them to sending the outputs. P and the servers run no student code.
+per pair of pipes, so that a student's notebooks run at once. A server forks a child C that
+closes every descriptor but its own two pipes, loads a seccomp filter, takes its references
+and only then runs the cells (a cell that runs too long or kills C costs a new C, which runs
+the cells before it again, without it); then, one graded cell at a time, C runs `spec.run`
+on the worker's inputs, counting the autograd nodes made. P and the servers run no student code.
 Frames: 8 bytes of length, then a torch.save payload read with torch.load(weights_only=True)
 under a size cap.
 """
@@ -27,24 +23,25 @@ import traceback
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
+import torch  # noqa: E402 (after the thread counts)
 
 MAX_FRAME = 64 * 2**20  # inputs or outputs of one graded cell: a few MB at most
 MAX_TEXT = 400
 CHILD_STEPS = '500'  # what the notebook's own cells train with: nothing they train counts
-MISSING = object()
 
 
-def encode(message):
-    import torch
-    buffer = io.BytesIO()
-    torch.save(message, buffer)
-    return struct.pack('<Q', buffer.tell()) + buffer.getvalue()
+# what C writes with holds its references from import, before any student code: a cell that
+# replaces torch.save or os.write later changes nothing here
+def encode(message, save=torch.save, BytesIO=io.BytesIO, pack=struct.pack):
+    buffer = BytesIO()
+    save(message, buffer)
+    return pack('<Q', buffer.tell()) + buffer.getvalue()
 
 
-def send(fd, data):
+def send(fd, data, write=os.write):
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[write(fd, view):]
 
 
 def read_exactly(fd, n, deadline=None):
@@ -70,9 +67,8 @@ def read_frame(fd, cap=MAX_FRAME, deadline=None):
     return read_exactly(fd, n, deadline)
 
 
-def decode(data):
-    import torch
-    return torch.load(io.BytesIO(data), weights_only=True)
+def decode(data, load=torch.load, BytesIO=io.BytesIO):
+    return load(BytesIO(data), weights_only=True)
 
 
 # ---------------------------------------------------------------- P: imports once, forks a child per notebook
@@ -81,13 +77,12 @@ def prepare(dataset=None):
     """Everything a notebook of this kit imports, imported once before any fork, and the
     dataset (from descriptor `dataset` if given)."""
     import ctypes.util
-    import torch
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot  # noqa: F401
-    import torch.nn.functional  # noqa: F401
+    import torch.nn.functional as F  # noqa: F401
     import tqdm  # noqa: F401
     import helpers
     import checks
@@ -114,9 +109,7 @@ def prepare(dataset=None):
     ctypes.util.find_library = find
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
-    cfg = Config()
-    cfg.HistoryManager.enabled = False
-    shell = InteractiveShell.instance(config=cfg)
+    shell = InteractiveShell.instance(config=Config(HistoryManager=Config(enabled=False)))
 
     def refuse_shell(*args, **kwargs):
         raise PermissionError('shell commands are not run when grading')
@@ -130,19 +123,15 @@ class Child:
     """A forked C running the cells not in `skip`, reporting over a pipe."""
 
     def __init__(self, shell, job, skip):
-        from_parent, to_child = os.pipe()
-        from_child, to_parent = os.pipe()
+        (from_parent, self.to), (self.fro, to_parent) = os.pipe(), os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
-            os.close(to_child)
-            os.close(from_child)
-            try:
+            try:  # C closes every descriptor but its own two pipes
                 child(shell, job, skip, from_parent, to_parent)
             finally:
                 os._exit(0)
         os.close(from_parent)
         os.close(to_parent)
-        self.to, self.fro = to_child, from_child
 
     def stop(self):
         """Kill it if it still runs; how it ended: 'exit code N' or 'signal N'."""
@@ -153,94 +142,79 @@ class Child:
         return f'signal {os.WTERMSIG(status)}' if os.WIFSIGNALED(status) else f'exit code {os.WEXITSTATUS(status)}'
 
 
-def run_cells(shell, job, cells_done, skip):
-    """Run the notebook's cells in a child, replacing it when a cell runs too long or kills it
-    (the cells before it run again, the broken one is skipped from then on). Fills
-    cells_done[i] with (status, ename, evalue) where still None. The live child, or None
-    when the notebook's time ran out."""
+def run_cells(shell, job, ran, skip):
+    """Run the notebook's cells in a C, replacing it when a cell runs too long or kills it (the
+    cells before it run again, the broken one is skipped from then on); ran[i] gets how cell i
+    ran, (status, ename, evalue), where still None. The live C, or None when the notebook's
+    time ran out."""
     cells, timeout = job['cells'], job['timeout']
     deadline = time.monotonic() + job['notebook_timeout']
     while True:
-        order = [i for i in range(len(cells)) if i not in skip]
         c = Child(shell, job, skip)
-        at = 0  # the position in `order` of the cell C runs now
-        while True:
+        for i in [i for i in range(len(cells)) if i not in skip] + [None]:  # None: C says it is done
             left = deadline - time.monotonic()
             try:
                 report = decode(read_frame(c.fro, 2**20, time.monotonic() + max(min(timeout, left), 0)))
                 if report == 'done':
                     return c
-                i, status, ename, evalue = report
-                assert i == order[at]
+                assert report[0] == i
+                how = tuple(report[1:])
             except TimeoutError:
                 c.stop()
-                if left <= timeout:
-                    for i in order[at:]:
-                        if cells_done[i] is None:
-                            cells_done[i] = ('timeout', 'NotebookTimeout', str(job['notebook_timeout']))
+                if i is None or left <= timeout:  # the notebook's time ran out
+                    for j in range(len(cells) if i is None else i, len(cells)):
+                        if j not in skip:
+                            ran[j] = ran[j] or ('timeout', 'NotebookTimeout', str(job['notebook_timeout']))
                     return None
-                status, ename, evalue = 'timeout', 'CellTimeout', str(timeout)
+                how = ('timeout', 'CellTimeout', str(timeout))
             except Exception:  # it died, or sent what no honest C sends
-                how = c.stop()
-                if at >= len(order):
+                how = ('crashed', 'Died', c.stop())
+                if i is None:
                     return None
-                status, ename, evalue = 'crashed', 'Died', how
-            i = order[at]
-            if cells_done[i] is None:
-                cells_done[i] = (status, ename, evalue)
-            if status in ('timeout', 'crashed'):
+            ran[i] = ran[i] or how
+            if how[0] in ('timeout', 'crashed'):
                 skip.add(i)
                 break
-            at += 1
 
 
 def judge_notebook(shell, job, wire_in, wire_out):
     """One notebook: its cells, then its graded cells one at a time, as the worker asks."""
-    cells_done, skip = [None] * len(job['cells']), set()
-    c = run_cells(shell, job, cells_done, skip)
-    gave_up = c is None  # the notebook ran out of time: no second try
-    send(wire_out, encode({'cells': cells_done}))
-    while True:
-        ask = decode(read_frame(wire_in))
-        if ask == 'end':
-            break
+    ran, skip = [None] * len(job['cells']), set()
+    c = run_cells(shell, job, ran, skip) or False  # False: the notebook ran out of time, no second try
+    send(wire_out, encode({'cells': ran}))
+    while (ask := decode(read_frame(wire_in))) != 'end':
         gid = ask['gid']
-        if c is None and not gave_up:  # replaced: the cells again, quietly, those that broke it left out
-            c = run_cells(shell, job, [None] * len(job['cells']), skip)
-            gave_up = c is None
-        if c is None:
-            send(wire_out, encode({'gid': gid, 'failed': 'timeout', 'why': 'the notebook ran out of time'}))
+        if c is None:  # C died in a graded call: the cells again, quietly, those that broke it left out
+            c = run_cells(shell, job, [None] * len(job['cells']), skip) or False
+        if c is False:
+            send(wire_out, encode({'gid': gid, 'failed': ('timeout', 'NotebookTimeout', str(job['notebook_timeout']))}))
             continue
         send(c.to, encode(ask))
         del ask
         try:
             reply = read_frame(c.fro, MAX_FRAME, time.monotonic() + job['timeout'])
-        except Exception as e:  # it ran too long, died, or sent a frame over the cap
+            send(wire_out, struct.pack('<Q', len(reply)) + reply)
+        except Exception as e:  # it ran too long, died, or sent a frame over the cap: said as a cell would be
             how, c = c.stop(), None
-            late = isinstance(e, TimeoutError)
-            send(wire_out, encode({'gid': gid, 'failed': 'timeout' if late else 'crashed',
-                                   'why': str(job['timeout']) if late else how}))
-            continue
-        send(wire_out, struct.pack('<Q', len(reply)) + reply)
-    if c is not None:
+            failed = ('timeout', 'CellTimeout', str(job['timeout'])) if isinstance(e, TimeoutError) else \
+                ('crashed', 'Died', how)
+            send(wire_out, encode({'gid': gid, 'failed': failed}))
+    if c:
         c.stop()
 
 
-def serve(shell, wire_in, wire_out):
-    """One channel to the worker: its notebooks, one after another."""
-    send(wire_out, encode('ready'))
-    while True:
-        try:
-            job = decode(read_frame(wire_in))
-        except EOFError:  # the worker is done with this student
-            return
-        judge_notebook(shell, job, wire_in, wire_out)
+def last_word(wire_out, e):
+    """What the worker reads as the judge's last word."""
+    try:
+        send(wire_out, encode({'judge_error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}))
+    except OSError:
+        pass
 
 
 def main():
     """P: the imports, then one forked server per channel (the worker gives one per notebook, as
-    pairs of descriptors 'IN,OUT' in argv; without them, stdin and stdout), so that a student's
-    notebooks run at once."""
+    pairs of descriptors 'IN,OUT' in argv; without them, stdin and stdout), which says it is
+    ready and judges the notebook it is sent."""
     channels = [tuple(map(int, arg.split(','))) for arg in sys.argv[1:]] or [(os.dup(0), os.dup(1))]
     dataset = os.dup(0) if sys.argv[1:] else None  # with channels, stdin brings the dataset
     null = os.open(os.devnull, os.O_RDWR)
@@ -251,26 +225,23 @@ def main():
         shell = prepare(dataset)
         import ctypes
         ctypes.CDLL('libc.so.6').prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no /proc/<P>/mem for C
-    except Exception as e:  # the worker reads this as the judge's last word
+    except Exception as e:
         for _, wire_out in channels:
-            send(wire_out, encode({'judge_error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}))
+            last_word(wire_out, e)
         sys.exit(2)
-    servers = []
+    wires, servers = {fd for pair in channels for fd in pair}, []
     for wire_in, wire_out in channels:
-        pid = os.fork()
-        if pid == 0:
-            for fd in {fd for pair in channels for fd in pair} - {wire_in, wire_out}:
+        servers.append(os.fork())
+        if servers[-1] == 0:
+            for fd in wires - {wire_in, wire_out}:
                 os.close(fd)
             try:
-                serve(shell, wire_in, wire_out)
+                send(wire_out, encode('ready'))
+                judge_notebook(shell, decode(read_frame(wire_in)), wire_in, wire_out)
             except Exception as e:
-                try:
-                    send(wire_out, encode({'judge_error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}))
-                except OSError:
-                    pass
+                last_word(wire_out, e)
             os._exit(0)
-        servers.append(pid)
-    for fd in {fd for pair in channels for fd in pair}:
+    for fd in wires:
         os.close(fd)
     for pid in servers:
         os.waitpid(pid, 0)
@@ -303,8 +274,7 @@ def child(shell, job, skip, wire_in, wire_out):
     import ctypes
     import resource
     import checks
-    import torch
-    pid, cells, graded, memory_mb = os.getpid(), job['cells'], job['graded'], job['memory_mb']
+    pid, cells, graded, memory_mb = os.getpid(), job['cells'], dict(job['graded']), job['memory_mb']
     ctypes.CDLL('libc.so.6').prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: its own /proc files are its own again
     low, high = sorted((wire_in, wire_out))  # no descriptor but its own two pipes: none to the worker
     os.closerange(3, low)
@@ -320,17 +290,12 @@ def child(shell, job, skip, wire_in, wire_out):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.environ['BPN_STEPS'] = CHILD_STEPS
     # references taken before any student code runs: a cell that replaces these later changes nothing here
-    counter, write, save, load, BytesIO, pack, read = (torch._C._autograd._get_sequence_nr, os.write, torch.save,
-                                                      torch.load, io.BytesIO, struct.pack, read_frame)
-    runs = {gid: checks.spec(gid).run for gid, _ in graded}
+    counter, frame, put, read, load = torch._C._autograd._get_sequence_nr, encode, send, read_frame, decode
+    runs = {gid: checks.spec(gid).run for gid in graded}
 
     def reply(message):
-        buffer = BytesIO()
-        save(message, buffer)
-        data = pack('<Q', buffer.tell()) + buffer.getvalue()
-        view = memoryview(data)
-        while view:
-            view = view[write(wire_out, view):]
+        put(wire_out, frame(message))
+        sys.stdout = sys.stderr = Sink()
 
     no_more_processes(pid)
     sys.stdout = sys.stderr = Sink()
@@ -345,34 +310,32 @@ def child(shell, job, skip, wire_in, wire_out):
             traceback.clear_frames(error.__traceback__)
             result = error = shell.last_execution_result = sys.last_type = sys.last_value = sys.last_traceback = None
             gc.collect()
-        reply(report)
-    sys.stdout = sys.stderr = Sink()
+        put(wire_out, frame(report))
     reply('done')
     while True:
         try:
             data = read(wire_in)
         except EOFError:
             return
-        start = counter()
-        outputs, nodes, ask = [], [], {'gid': None}
+        start, outputs, nodes, gid = counter(), [], [], None
         try:
-            ask = load(BytesIO(data), weights_only=True)
-            answer = shell.user_ns.get(dict(graded)[ask['gid']], MISSING)
-            if answer is MISSING:
-                reply({'gid': ask['gid'], 'missing': True, 'autograd_nodes': [counter() - start]})
+            ask = load(data)
+            gid = ask['gid']
+            if graded[gid] not in shell.user_ns:
+                reply({'gid': gid, 'missing': True})
                 continue
+            answer = shell.user_ns[graded[gid]]
             for case in ask['cases']:
-                outputs.append(runs[ask['gid']](answer, case))
+                outputs.append(runs[gid](answer, case))
                 nodes.append(counter() - start)
                 start = counter()
         except BaseException as e:  # spec.run never raises; only the process's own trouble gets here
             outputs = nodes = None
-            reply({'gid': ask['gid'], 'failed': 'crashed', 'why': type(e).__name__})
+            reply({'gid': gid, 'failed': ('crashed', type(e).__name__, type(e).__name__)})
             continue
         if nodes:
             nodes[-1] += counter() - start
-        reply({'gid': ask['gid'], 'outputs': outputs, 'autograd_nodes': nodes})
-        sys.stdout = sys.stderr = Sink()
+        reply({'gid': gid, 'outputs': outputs, 'autograd_nodes': nodes})
 
 
 if __name__ == '__main__':

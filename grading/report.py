@@ -42,12 +42,11 @@ def write_csv(path, assignment, results):
         top += [fmt(nb.points[gid]) for gid in nb.graded] + [fmt(nb.total)]
     rows = [header + ['total', 'review'], top + [fmt(assignment.total), '']]
     for r in by_student(results):
-        row, got = [r['student']], 0.0
+        row = [r['student']]
         for name, nb in assignment.notebooks.items():
             scores = [r['scores'].get(name, {}).get(gid, 0.0) for gid in nb.graded]
             row += [fmt(s) for s in scores] + [fmt(sum(scores))]
-            got += sum(scores)
-        rows.append(row + [fmt(got), ' '.join(r.get('held') or [])])
+        rows.append(row + [fmt(total(r)), ' '.join(r.get('held') or [])])
     write_rows(path, rows)
 
 

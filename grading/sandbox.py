@@ -113,25 +113,14 @@ class Cgroups:
     RAM folders included) for one sandbox, under `parents`."""
 
     def __init__(self, parents, name, memory_mb):
-        self.paths = {}
-        for kind, parent in (parents or {}).items():
-            path = Path(parent) / name
+        self.paths = {kind: Path(parent) / name for kind, parent in (parents or {}).items()}
+        limits = {'pids.max': PIDS_MAX, 'memory.limit_in_bytes': memory_mb * 2**20,
+                  'memory.memsw.limit_in_bytes': memory_mb * 2**20}  # the last where swap is accounted
+        for path in self.paths.values():
             path.mkdir(exist_ok=True)
-            if kind == 'pids':
-                (path / 'pids.max').write_text(str(PIDS_MAX))
-            else:
-                (path / 'memory.limit_in_bytes').write_text(str(memory_mb * 2**20))
-                if (path / 'memory.memsw.limit_in_bytes').exists():
-                    (path / 'memory.memsw.limit_in_bytes').write_text(str(memory_mb * 2**20))
-            self.paths[kind] = path
-
-    def prefix(self):
-        """A shell prefix that puts the command into the cgroups before it starts."""
-        if not self.paths:
-            return []
-        procs = [str(p / 'cgroup.procs') for p in self.paths.values()]
-        enter = ' && '.join(f'echo $$ > "${i + 1}"' for i in range(len(procs)))
-        return ['sh', '-c', f'{enter} && shift {len(procs)} && exec "$@"', 'sh', *procs]
+            for knob, value in limits.items():
+                if (path / knob).exists():
+                    (path / knob).write_text(str(value))
 
     def ran_out_of_memory(self):
         try:
@@ -139,13 +128,12 @@ class Cgroups:
         except (KeyError, OSError, IndexError, ValueError):
             return False
 
-    def stop(self):
-        for path in self.paths.values():
-            kill_and_remove(path)
 
-
-def kill_and_remove(cgroup):
-    """Kill every task left in `cgroup`, then remove it."""
+def remove(cgroup):
+    """Kill every task left in `cgroup` and the cgroups under it (a worker stopped at its deadline
+    leaves its sandbox's), then remove them."""
+    for sub in [c for c in cgroup.iterdir() if c.is_dir()] if cgroup.is_dir() else []:
+        remove(sub)
     for _ in range(200):
         try:
             left = [int(p) for p in (cgroup / 'cgroup.procs').read_text().split()]
@@ -166,11 +154,9 @@ def kill_and_remove(cgroup):
 
 
 def remove_cgroups(parents):
-    """What is left in this run's cgroups (a worker stopped at its deadline), killed and removed."""
-    for parent in map(Path, (parents or {}).values()):
-        for child in [c for c in parent.iterdir() if c.is_dir()] if parent.is_dir() else []:
-            kill_and_remove(child)
-        kill_and_remove(parent)
+    """This run's cgroups, what is left in them killed, removed."""
+    for parent in (parents or {}).values():
+        remove(Path(parent))
 
 
 class Box:
@@ -184,7 +170,10 @@ class Box:
         pipes = [(os.pipe(), os.pipe()) for _ in range(channels)]
         far = [(to[0], fro[1]) for to, fro in pipes]
         argv = list(argv) + [f'{a},{b}' for a, b in far]
-        cmd = self.cgroups.prefix() + command(argv, binds) if sandbox else argv
+        procs = [str(p / 'cgroup.procs') for p in self.cgroups.paths.values()]  # entered before bwrap starts
+        enter = [f'echo $$ > "${i + 1}" && ' for i in range(len(procs))]
+        prefix = ['sh', '-c', f'{"".join(enter)}shift {len(procs)} && exec "$@"', 'sh', *procs] if procs else []
+        cmd = prefix + command(argv, binds) if sandbox else argv
         env = environment() if sandbox else dict(os.environ, PYTHONDONTWRITEBYTECODE='1', OMP_NUM_THREADS='1',
                                                   MKL_NUM_THREADS='1', MPLBACKEND='Agg')
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -201,7 +190,8 @@ class Box:
             os.killpg(self.proc.pid, signal.SIGKILL)  # bwrap's own: its PID namespace dies with it
         except ProcessLookupError:
             pass
-        self.cgroups.stop()
+        for path in self.cgroups.paths.values():
+            remove(path)
         self.proc.wait()
         said = self.proc.stderr.read(4096)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr, *(fd for pair in self.channels for fd in pair)):

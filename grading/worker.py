@@ -1,29 +1,23 @@
-"""One student, graded in a process and folders of its own: run(JOB.json), forked by
-grading/__main__. JOB.json says who (student, folder), where (course: this student's private
-folder; template: course.make_template's) and the limits. Outside the sandbox, the worker
-1. picks, repairs (grading/intake.py) and audits (grading/audit.py) the notebooks: one the
-   audit holds scores 0 and is listed in result['held'] for review;
-2. starts one sandbox with the judge in it (grading/sandbox.py, grading/judge.py) and, in a
-   thread per notebook over a channel of its own, sends it the notebook's code cells (graded
-   test cells left out) and reads how each cell ran, so that the notebooks run at once;
-3. then, one graded cell at a time, draws fresh inputs from a `secrets` seed, sends them, and
-   judges what comes back with the check's `judge` here (in the main thread, as each notebook
-   ends): the points when every case is right and no autograd node was made, else 0 with the
-   reason;
-4. writes the feedback: the notebook as handed in, each graded cell showing its verdict.
-It leaves result.json: dict(student, scores, problems, held, seconds), each problem a
+"""One student, graded in a process and folders of its own: run(job), forked by
+grading/__main__ (job: who, where, the limits). Outside the sandbox, the worker repairs
+(grading/intake.py) and audits (grading/audit.py) the notebooks (one the audit holds scores 0,
+listed in result['held']); starts one sandbox with the judge in it (grading/sandbox.py,
+grading/judge.py) and talks to it over a channel per notebook, a thread each, so that the
+notebooks run at once; once a notebook's cells have run, sends each graded cell fresh inputs
+from a `secrets` seed and judges what comes back with the check's `judge`, here; and writes the
+feedback. It leaves result.json: dict(student, scores, problems, held, seconds), each problem a
 dict(notebook, cell, stage, text, cause).
 """
 import copy
 import json
 import os
-import queue
 import secrets
 import sys
 import threading
 import time
 import warnings
 from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
@@ -33,15 +27,14 @@ from grading import audit, feedback, intake, sandbox
 from grading.course import Assignment, grade_id, label, notebook_names, stage_at
 from grading.judge import MAX_FRAME, decode, encode, read_frame, send
 
-MAX_BYTES = 200 * 2**20  # a notebook of this course, outputs and all, is a few MB
 START_SECONDS = 180  # for the judge to import torch and say it is ready, on a busy machine
 # the grader's verdict on one graded cell: right (text None) or why not; whether the answer ran
 # at all (if not, the cell that broke it says more); the problem's cause
 Verdict = namedtuple('Verdict', 'text ran cause', defaults=(True, None))
 
 
-def cell_text(status, ename, evalue, memory_mb):
-    """(sentence, cause) for how a cell (or a graded call) ran, as the judge reported it."""
+def cell_text(status, ename, evalue, memory_mb, what='this cell'):
+    """(sentence, cause) for how a cell (or the graded call `what`) ran, as the judge reported it."""
     if status == 'timeout' and ename == 'NotebookTimeout':
         return f'not run: the notebook reached its {evalue} s time limit', 'timeout'
     if status == 'timeout':
@@ -49,8 +42,9 @@ def cell_text(status, ename, evalue, memory_mb):
     if ename == 'MemoryError' or 'allocate memory' in str(evalue):
         return f'ran out of memory (the limit is {memory_mb} MB)', 'memory'
     if status == 'crashed':
-        return (f'the process running the notebook died running this cell ({evalue}: os._exit, a crash or the '
-                'memory limit); the grader started a new one and went on', 'crashed')
+        went_on = '; the grader started a new one and went on' if what == 'this cell' else ''
+        return (f'the process running the notebook died running {what} ({evalue}: os._exit, a crash or the '
+                f'memory limit){went_on}', 'crashed')
     if ename == 'SystemExit':
         return 'called sys.exit() or exit(); the grader went on with the next cell', 'error'
     if ename == 'NotImplementedError':
@@ -59,17 +53,18 @@ def cell_text(status, ename, evalue, memory_mb):
     return (f'{ename}: {evalue}' if evalue else ename), 'error'
 
 
+def triple(result):
+    """A cell's (status, ename, evalue) as the judge reported it, or None if it is not one."""
+    return tuple(map(str, result)) if isinstance(result, (list, tuple)) and len(result) == 3 else None
+
+
 def judge_reply(spec, gid, cases, reply, job):
     """The grader's Verdict on what the judge sent back for graded cell `gid`."""
     if not isinstance(reply, dict) or reply.get('gid') != gid:
         return Verdict(f'the judge sent back nothing readable for {gid}', False, 'crashed')
-    failed, why = reply.get('failed'), reply.get('why')
-    if failed == 'timeout' or failed and why == 'MemoryError':
-        text, cause = cell_text(failed, why, job['timeout'], job['memory_mb'])
+    if reply.get('failed'):  # how the call ended, as the judge reports a cell
+        text, cause = cell_text(*(triple(reply['failed']) or ('crashed', 'Died', '?')), job['memory_mb'], gid)
         return Verdict(text, False, cause)
-    if failed:
-        return Verdict(f'the process running the notebook died running {gid} ({why}: os._exit, a crash '
-                       'or the memory limit)', False, 'crashed')
     if reply.get('missing'):
         return Verdict(f'`{spec.answer}` is not defined (did the cells above it run without errors?)', False, 'error')
     nodes, outputs = reply.get('autograd_nodes'), reply.get('outputs')
@@ -90,36 +85,25 @@ def judge_reply(spec, gid, cases, reply, job):
     return Verdict(None)
 
 
-class Channel:
-    """Frames to and from one of the judge's servers, every read capped and timed."""
-
-    def __init__(self, to, fro):
-        self.to, self.fro, self.ready = to, fro, False  # it imports torch while the worker reads the notebooks
-
-    def read(self, seconds, cap=MAX_FRAME):
-        message = decode(read_frame(self.fro, cap, time.monotonic() + seconds))
+def run_notebook(pipes, nb, release, specs, job):
+    """Cells, then graded cells, of one notebook in the judge, over `pipes` (to, from) of its
+    own: [cell result or None per cell of nb] and {gid: (spec, cases, reply) or Verdict}."""
+    def read(seconds):  # every read capped and timed
+        message = decode(read_frame(pipes[1], MAX_FRAME, time.monotonic() + seconds))
         if isinstance(message, dict) and 'judge_error' in message:
             raise RuntimeError(f'the judge stopped: {message["judge_error"]}')
         return message
-
-    def send(self, message):
-        if not self.ready and self.read(START_SECONDS) != 'ready':
-            raise RuntimeError('the judge did not start')
-        self.ready = True
-        send(self.to, encode(message))
-
-
-def run_notebook(channel, nb, release, specs, job):
-    """Cells, then graded cells, of one notebook in the judge: [cell result or None per cell of
-    nb] and {gid: (spec, cases, reply) or Verdict}."""
+    if read(START_SECONDS) != 'ready':  # it imported torch while the worker read the notebooks
+        raise RuntimeError('the judge did not start')
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and grade_id(c) not in release.points]
     graded = [(gid, specs[gid].answer) for gid in release.graded if specs.get(gid)]
-    channel.send(dict(cells=[(label(nb.cells[i]), nb.cells[i].source) for i in code], graded=graded,
-                      timeout=job['timeout'], notebook_timeout=job['notebook_timeout'], memory_mb=job['memory_mb']))
-    done = channel.read(job['notebook_timeout'] + 60)
+    send(pipes[0], encode(dict(cells=[(label(nb.cells[i]), nb.cells[i].source) for i in code], graded=graded,
+                               timeout=job['timeout'], notebook_timeout=job['notebook_timeout'],
+                               memory_mb=job['memory_mb'])))
+    done = read(job['notebook_timeout'] + 60)
     ran = [None] * len(nb.cells)
     for i, result in zip(code, done['cells'] if isinstance(done, dict) else []):
-        ran[i] = tuple(map(str, result)) if isinstance(result, (list, tuple)) and len(result) == 3 else None
+        ran[i] = triple(result)
     replies = {}
     for gid in release.graded:
         spec = specs.get(gid)
@@ -133,30 +117,27 @@ def run_notebook(channel, nb, release, specs, job):
             replies[gid] = Verdict(f'the grader could not make the inputs of {gid} ({type(e).__name__}: {e}); '
                                    'scored 0', False, 'other')
             continue
-        channel.send(dict(gid=gid, cases=cases))
-        replies[gid] = (spec, cases, channel.read(job['timeout'] + job['notebook_timeout'] + 60))
-    channel.send('end')
+        send(pipes[0], encode(dict(gid=gid, cases=cases)))
+        replies[gid] = (spec, cases, read(job['timeout'] + job['notebook_timeout'] + 60))
+    send(pipes[0], encode('end'))
     return ran, replies
 
 
 def problems_of(nb, release, ran, verdicts, scores, memory_mb):
     """The problem lines of one judged notebook: per graded cell lost, its verdict, or (when its
     answer never ran) the first cell that broke before it; every other broken cell too."""
-    problems, segment = [], []
-    for i, cell in enumerate(nb.cells):
-        segment.append(i)
-        gid = grade_id(cell)
-        if gid not in release.points and i < len(nb.cells) - 1:
-            continue
-        stage = gid if gid in release.points else None
-        broken = [(j, cell_text(*ran[j], memory_mb)) for j in segment if ran[j] and ran[j][0] != 'ok']
-        lost = stage is not None and scores.get(stage, 0) < release.points[stage]
-        if lost and (verdicts[stage].ran or not broken):
+    broken = {}  # graded cell (None after the last): [(cell, (text, cause))] for the cells that broke before it
+    for j, how in enumerate(ran):
+        if how and how[0] != 'ok':
+            broken.setdefault(stage_at(nb.cells, j, release.points), []).append((j, cell_text(*how, memory_mb)))
+    problems = []
+    for stage in [*release.points, None]:
+        lost, mine = stage is not None and scores.get(stage, 0) < release.points[stage], broken.get(stage, [])
+        if lost and (verdicts[stage].ran or not mine):
             problems.append(dict(cell=stage, stage=stage, text=verdicts[stage].text, cause=verdicts[stage].cause))
         else:
-            for j, (text, cause) in (broken[:1] if lost else broken):
-                problems.append(dict(cell=label(nb.cells[j]), stage=stage, text=text, cause=cause))
-        segment = []
+            problems += [dict(cell=label(nb.cells[j]), stage=stage, text=text, cause=cause)
+                         for j, (text, cause) in (mine[:1] if lost else mine)]
     return problems
 
 
@@ -168,10 +149,9 @@ def shown(nb, release, verdicts, scores):
             cell.outputs, cell.execution_count = [], None
         gid = grade_id(cell)
         if gid in release.points:
-            v = verdicts.get(gid)
-            points = f'{scores.get(gid, 0):g} of {release.points[gid]:g} points'
-            text = f'{points}: right\n' if v and v.text is None else f'{points}: {v.text if v else "not graded"}\n'
-            cell.outputs = [nbformat.v4.new_output('stream', name='stdout', text='[grader] ' + text)]
+            said = 'not graded' if gid not in verdicts else verdicts[gid].text or 'right'
+            text = f'[grader] {scores.get(gid, 0):g} of {release.points[gid]:g} points: {said}\n'
+            cell.outputs = [nbformat.v4.new_output('stream', name='stdout', text=text)]
     return nb
 
 
@@ -182,8 +162,6 @@ def grade(job):
     assignment = Assignment(job['template'], job['assignment'])
     submitted = course / 'submitted' / sid / assignment.name
     submitted.mkdir(parents=True)
-    problems, held, repaired = [], [], {}
-
     try:  # the judge imports torch while this process reads the notebooks
         box = sandbox.Box([sys.executable, '-m', 'grading.judge'], job.get('cgroups'), home.name, job['memory_mb'],
                           sandbox=job.get('sandbox', True), channels=len(assignment.notebooks))
@@ -192,27 +170,23 @@ def grade(job):
     if box:  # taken in while the judge imports torch
         from grading import dataset
         threading.Thread(target=send, args=(box.stdin, dataset.FRAME), daemon=True).start()
-    picked, found = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
-    problems += [dict(p, cause='missing') if p['text'].endswith('is missing') else p for p in found]
+    picked, problems = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
     for name in ('timestamp.txt', 'submission_secret.txt'):
         found = next(Path(job['folder']).rglob(name), None)
         if found is not None:
             kept[name] = found.read_bytes()[:4096]
             (submitted / name).write_bytes(kept[name])
+    held, repaired = [], {}
     for name, release in assignment.notebooks.items():
         if name not in picked:
             continue
-        size = picked[name].stat().st_size
-        if size > MAX_BYTES:
-            problems.append(dict(notebook=name, cause='unreadable', text=f'{name}.ipynb is {size / 2**20:.0f} MB, '
-                                 f'too large to be this notebook (the limit is {MAX_BYTES / 2**20:.0f} MB)'))
-            continue
         try:
-            nb, found = intake.repair(picked[name].read_bytes(), release)
+            nb, found = intake.repair(picked[name], release)
         except Exception as e:  # a notebook odd enough to break the repair costs only itself
-            nb, found = None, [dict(text=f'{name}.ipynb could not be read ({type(e).__name__}: {e})')]
-        problems += [dict(p, notebook=name, **({'cause': 'unreadable'} if nb is None else {})) for p in found]
+            found = [dict(cause='unreadable', text=f'{name}.ipynb could not be read ({type(e).__name__}: {e})')]
+            nb = None
+        problems += [dict(p, notebook=name) for p in found]
         if nb is None:
             continue
         nbformat.write(nb, submitted / f'{name}.ipynb')
@@ -231,21 +205,8 @@ def grade(job):
     scores = {name: {g: 0.0 for g in release.points} for name, release in assignment.notebooks.items()}
     verdicts = {name: {g: Verdict('held for review: the audit named what is listed above', False, 'held')
                        for g in assignment.notebooks[name].graded} if name in held else {} for name in repaired}
-    judged = queue.Queue()  # (name, what the judge reported or why it could not), as each notebook ends
-
-    def judge_in_turn(name, channel):
-        try:
-            judged.put((name, run_notebook(channel, repaired[name], assignment.notebooks[name], specs, job)))
-        except Exception as e:  # the judge died or went silent: this notebook scores 0
-            judged.put((name, f'{type(e).__name__}: {e}' if str(e) else type(e).__name__))
-
     names = [name for name in repaired if name not in held]
-    for name, pipes in zip(names, box.channels if box else [None] * len(names)):
-        if box is None:
-            judged.put((name, why_not))
-        else:
-            threading.Thread(target=judge_in_turn, args=(name, Channel(*pipes)), daemon=True).start()
-    lines, failed, trouble = {}, {}, []
+    lines, failed, trouble = {}, {} if box else dict.fromkeys(names, why_not), []
 
     def page(name):  # its feedback, written while the judge runs the other notebooks
         nb = shown(repaired[name], assignment.notebooks[name], verdicts[name], scores[name])
@@ -254,17 +215,22 @@ def grade(job):
         nbformat.write(nb, out)
         said = [p for p in problems if p.get('notebook') in (None, name)] + lines.get(name, [])
         try:
-            trouble.append(feedback.write(home / 'fb', assignment, sid, {name: nb}, scores, said, [home, job['out']]))
+            trouble.append(feedback.write(home / 'fb', assignment, sid, name, nb, scores, said, [home, job['out']]))
         except Exception as e:  # the feedback's trouble must not cost the grade
             trouble.append(f'the grader could not write the feedback ({type(e).__name__}: {e})')
 
-    for _ in names:
-        name, got = judged.get()
+    # the notebooks run at once, each over a channel of its own, and each is judged here as it ends
+    pool = ThreadPoolExecutor(max(len(names), 1))
+    todo = {pool.submit(run_notebook, pipes, repaired[name], assignment.notebooks[name], specs, job): name
+            for name, pipes in zip(names, box.channels if box else [])}
+    for done in as_completed(todo):
+        name = todo[done]
         release = assignment.notebooks[name]
-        if isinstance(got, str):
-            failed[name] = got
+        try:
+            ran, replies = done.result()
+        except Exception as e:  # the judge died or went silent: this notebook scores 0
+            failed[name] = f'{type(e).__name__}: {e}' if str(e) else type(e).__name__
             continue
-        ran, replies = got
         verdicts[name] = {gid: r if isinstance(r, Verdict) else judge_reply(r[0], gid, r[1], r[2], job)
                           for gid, r in replies.items()}
         scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
@@ -286,17 +252,11 @@ def grade(job):
     return dict(student=sid, scores=scores, problems=problems, held=held, seconds=time.monotonic() - started)
 
 
-def run(job_path):
-    """Grade the student of JOB.json, with this process's output going to worker.log next to it."""
-    job = json.loads(Path(job_path).read_text())
+def run(job):
+    """Grade the student of `job`, with this process's output going to worker.log in its folder."""
     log = os.open(Path(job['course']) / 'worker.log', os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(log, 1)
     os.dup2(log, 2)
     warnings.filterwarnings('ignore')
     os.environ.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')  # tiny tensors; JOBS workers share the cores
-    result = grade(job)
-    (Path(job['course']) / 'result.json').write_text(json.dumps(result, indent=1))
-
-
-if __name__ == '__main__':
-    run(sys.argv[1])
+    (Path(job['course']) / 'result.json').write_text(json.dumps(grade(job), indent=1))
