@@ -17,13 +17,14 @@ SIZES = [dict(n=32, n_hidden=64, vocab_size=27, n_embd=10, block_size=3),
 VISIBLE = dict(n=6, n_hidden=9, vocab_size=13, n_embd=5, block_size=2)
 
 
-def make_network_case(g, n, n_hidden, vocab_size, n_embd, block_size, upstream=None):
+def make_network_case(g, n, n_hidden, vocab_size, n_embd, block_size, upstream=None, read_once=False):
     """A random float64 network and batch, every value of the chunked forward pass by name,
-    and, for `upstream` (a value's name), a random gradient flowing into it."""
+    and, for `upstream` (a value's name), a random gradient flowing into it. With `read_once`,
+    some row of C is read exactly once, so that a dC losing repeated reads shows right rows too."""
     params = [p.detach() for p in init_params(vocab_size, n_embd, n_hidden, block_size, g=g, dtype=torch.float64)]
     Xb = torch.randint(0, vocab_size, (n, block_size), generator=g)
-    while not (torch.bincount(Xb.flatten()) == 1).any():  # a row of C read once, so that a dC losing
-        Xb = torch.randint(0, vocab_size, (n, block_size), generator=g)  # repeated reads shows right rows too
+    while read_once and not (torch.bincount(Xb.flatten()) == 1).any():
+        Xb = torch.randint(0, vocab_size, (n, block_size), generator=g)
     Yb = torch.randint(0, vocab_size, (n,), generator=g)
     with torch.no_grad():
         atoms = forward_atoms(params, Xb, Yb)
@@ -47,7 +48,8 @@ def network_reference(case, upstream, names):
 
 def stage(gid, title, answer, args, returns, upstream):
     return FunctionSpec(gid, title, answer, args, returns, SIZES, VISIBLE,
-                        make=lambda g, **size: make_network_case(g, upstream=upstream, **size),
+                        make=lambda g, **size: make_network_case(g, upstream=upstream, read_once='dC' in returns,
+                                                                 **size),
                         reference=lambda case: network_reference(case, upstream, returns))
 
 

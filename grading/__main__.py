@@ -25,8 +25,8 @@ from grading.gradebook import prepare, record
 
 FORKS = multiprocessing.get_context('forkserver')
 # what every worker imports, once: nbgrader (the feedback), torch with the checks (inputs and verdicts), the dataset
-FORKS.set_forkserver_preload(['grading.worker', 'grading.dataset', 'nbgrader.apps', 'nbgrader.api', 'nbconvert', 'torch',
-                              *checks.MODULES])
+FORKS.set_forkserver_preload(['grading.worker', 'grading.dataset', 'nbgrader.apps', 'nbgrader.api', 'nbconvert',
+                              'torch', *checks.MODULES])
 
 
 def parse():
