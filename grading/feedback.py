@@ -1,21 +1,20 @@
-"""The student's feedback pages, rendered by nbgrader's generate_feedback from the grader's
+"""The student's feedback pages, rendered with nbgrader's feedback template from the grader's
 scores and the notebook as handed in (repaired: the test cells are the release's, so the
 hidden tests stay hidden), each graded test cell showing the grader's verdict. Every problem
 line reaches the page, at the top and as the comment of the answer cell it is about; no file
 path of the grading machine is left in it; long lines wrap and markdown tables have borders.
 """
 import copy
+import functools
 import html
-import shutil
 import sys
 import sysconfig
 from pathlib import Path
 
-import nbformat
-from nbgrader.api import Gradebook
+import nbgrader
+from traitlets.config import Config
 
-from grading import gradebook
-from grading.course import ROOT, kit_config
+from grading.course import ROOT, grade_id
 
 STYLE = '''<style>
 div.output_area pre, div.output_text pre, pre { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -51,36 +50,39 @@ def answer_cell(release, p):
     return next((g for g in reversed(before) if g in release.solutions), None)
 
 
+@functools.cache
+def exporter():
+    """nbconvert's HTML exporter with nbgrader's feedback template, made once per process."""
+    from nbconvert import HTMLExporter
+    formgrader = Path(nbgrader.__file__).parent / 'server_extensions' / 'formgrader'
+    config = Config()
+    config.HTMLExporter.template_name = 'feedback'
+    config.HTMLExporter.extra_template_basedirs = [str(formgrader / 'templates')]
+    config.HTMLExporter.extra_template_paths = [str(formgrader / 'static/node_modules/bootstrap/dist/css')]
+    config.HTMLExporter.preprocessors = ['nbconvert.preprocessors.CSSHTMLHeaderPreprocessor']
+    return HTMLExporter(config=config)
+
+
 def write(folder, assignment, sid, name, nb, scores, problems, scrub_paths=()):
-    """Feedback HTML in FOLDER/feedback/<sid>/<assignment>/ for notebook `name`, `nb` with the
-    verdicts in it, showing the grader's `scores` and `problems`. None, or what went wrong."""
-    from nbgrader.apps import NbGraderAPI
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(assignment.gradebook, folder / 'gradebook.db')
-    paths = machine_paths(scrub_paths)
-    mine, release = [p for p in problems if p.get('notebook') in (name, None)], assignment.notebooks[name]
-    with Gradebook(f'sqlite:///{folder / "gradebook.db"}') as gb:
-        gradebook.write(gb, assignment, dict(student=sid, scores=scores), [name])
-        for gid in release.solutions:
-            said = [scrub(p['text'], paths) for p in mine if answer_cell(release, p) == gid]
-            gb.find_comment(gid, name, assignment.name, sid).manual_comment = '\n\n'.join(said) or None
-        gb.db.commit()
-    nb = copy.deepcopy(nb)  # no path of the grading machine in its outputs
-    for o in (o for cell in nb.cells for o in cell.get('outputs', []) if o.get('output_type') == 'stream'):
-        o['text'] = scrub(o.get('text', ''), paths)
-    out = folder / 'autograded' / sid / assignment.name / f'{name}.ipynb'
-    out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, out)
-    config = kit_config(folder)
-    config.CourseDirectory.notebook_id = name  # the pages written before stay as they are
-    if not NbGraderAPI(config=config).generate_feedback(assignment.name, sid, force=True)['success']:
-        return 'nbgrader could not write the feedback'
-    page = folder / 'feedback' / sid / assignment.name / f'{name}.html'
-    if page.exists():
-        text = page.read_text().replace('</head>', STYLE + '</head>', 1)
-        lines = [(f'{p["cell"]}: ' if p.get('cell') else '') + scrub(p['text'], paths) for p in mine]
-        items = ''.join(f'<li>{html.escape(t)}</li>' for t in lines)
-        box = f'<div class="grader-problems"><b>What the grader found:</b><ul>{items}</ul></div>' if items else ''
-        page.write_text(scrub(text.replace('</h4>', '</h4>' + box, 1), paths))
-    return None
+    """FOLDER/feedback/<sid>/<assignment>/<name>.html: `nb` (the verdicts in it) on nbgrader's
+    feedback page, with each graded cell's score out of `scores` and each answer's problem lines."""
+    paths, release = machine_paths(scrub_paths), assignment.notebooks[name]
+    mine = [p for p in problems if p.get('notebook') in (name, None)]
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:  # what nbgrader's GetGrades would take from a gradebook
+        meta, gid = cell.metadata.get('nbgrader', {}), grade_id(cell)
+        if meta.get('solution'):
+            meta['comment'] = '\n\n'.join(scrub(p['text'], paths) for p in mine if answer_cell(release, p) == gid)
+        if gid in release.points:
+            meta['score'], meta['points'] = scores.get(gid, 0.0), release.points[gid]
+        for o in (o for o in cell.get('outputs', []) if o.get('output_type') == 'stream'):
+            o['text'] = scrub(o.get('text', ''), paths)
+    total = dict(notebook=name, score=sum(scores.get(g, 0.0) for g in release.points), max_score=release.total,
+                 late_penalty=0)
+    text, _ = exporter().from_notebook_node(nb, resources=dict(nbgrader=total))
+    lines = [(f'{p["cell"]}: ' if p.get('cell') else '') + scrub(p['text'], paths) for p in mine]
+    items = ''.join(f'<li>{html.escape(t)}</li>' for t in lines)
+    box = f'<div class="grader-problems"><b>What the grader found:</b><ul>{items}</ul></div>' if items else ''
+    page = Path(folder) / 'feedback' / sid / assignment.name / f'{name}.html'
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(scrub(text.replace('</head>', STYLE + '</head>', 1).replace('</h4>', '</h4>' + box, 1), paths))

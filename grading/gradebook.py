@@ -37,14 +37,14 @@ def record(db_url, assignment, result):
             write(book, assignment, result)
 
 
-def write(book, assignment, result, notebooks=None):
-    """result['scores'] as the auto scores of result['student'] in `book` (of `notebooks`, or all;
-    a notebook not scored gets 0); the graded cells of a notebook the audit held are flagged for
+def write(book, assignment, result):
+    """result['scores'] as the auto scores of result['student'] in `book` (a notebook not scored
+    gets 0); the graded cells of a notebook the audit held are flagged for
     manual grading, so the formgrader lists them."""
     student = result['student']
     book.update_or_create_student(student)
     book.update_or_create_submission(assignment.name, student)
-    for name in notebooks or assignment.notebooks:
+    for name in assignment.notebooks:
         for gid in assignment.notebooks[name].graded:
             grade = book.find_grade(gid, name, assignment.name, student)
             grade.auto_score = result['scores'].get(name, {}).get(gid, 0.0)

@@ -215,7 +215,7 @@ def grade(job):
         nbformat.write(nb, out)
         said = [p for p in problems if p.get('notebook') in (None, name)] + lines.get(name, [])
         try:
-            trouble.append(feedback.write(home / 'fb', assignment, sid, name, nb, scores, said, [home, job['out']]))
+            feedback.write(home / 'fb', assignment, sid, name, nb, scores[name], said, [home, job['out']])
         except Exception as e:  # the feedback's trouble must not cost the grade
             trouble.append(f'the grader could not write the feedback ({type(e).__name__}: {e})')
 
