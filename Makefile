@@ -16,7 +16,7 @@ lab: $(STAMP)
 # (tools/system.py); elsewhere it runs what it can and names, at the end, what it could not
 test: $(STAMP) $(VENV)/.installed-data
 	python3 tools/system.py install
-	$(PY) -m pytest -q -n 3
+	$(PY) -m pytest -q -n 3 --durations=12
 
 # notebooks/ is generated from solutions/ and never edited by hand
 release: $(STAMP)
