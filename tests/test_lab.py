@@ -93,11 +93,27 @@ def menu(page, top, item):
     page.locator('.lm-Menu-itemLabel', has_text=re.compile(f'^{item}$')).click()
 
 
+def item(page, name):
+    return page.locator('.jp-DirListing-itemText', has_text=re.compile(f'^{re.escape(name)}$'))
+
+
 def open_in_browser(page, *names):
-    """Double-click through the file browser, starting at the kit's root."""
-    page.locator('.jp-FileBrowser .jp-BreadCrumbs-home').click()
+    """Double-click through the file browser, starting at the kit's root. As a person would,
+    click the home folder again when its listing has not come after a while (a busy machine
+    can lose a refresh); if it never comes, say what the file browser shows."""
+    for _ in range(6):
+        page.locator('.jp-FileBrowser .jp-BreadCrumbs-home').click()
+        try:
+            item(page, names[0]).wait_for(timeout=WAIT / 6)
+            break
+        except playwright.Error:
+            pass
+    else:
+        shown = page.locator('.jp-DirListing-itemText').all_inner_texts()
+        raise AssertionError(f'the home folder never listed {names[0]!r}; the file browser shows '
+                             f'{page.locator(".jp-FileBrowser .jp-BreadCrumbs").inner_text()!r}: {shown}')
     for name in names:
-        page.locator('.jp-DirListing-itemText', has_text=re.compile(f'^{re.escape(name)}$')).dblclick()
+        item(page, name).dblclick()
 
 
 def run_all(lab, folder, name):
