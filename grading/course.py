@@ -3,6 +3,7 @@ worth. Nothing here names a notebook: notebooks, cells and points come from the 
 import ast
 import re
 import shutil
+from contextlib import suppress
 from pathlib import Path
 
 import nbformat
@@ -99,10 +100,8 @@ class Notebook:
         self.kit_names = {}  # {name: what it is} for what the kit's own cells import (cmp, torch, F, ...)
         for cell in source.cells:
             if grade_id(cell) in self.locked and cell.cell_type == 'code':
-                try:
+                with suppress(SyntaxError):
                     self.kit_names.update(aliases(ast.parse(cell.source)))
-                except SyntaxError:
-                    pass
 
 
 def aliases(tree):

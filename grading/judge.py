@@ -20,6 +20,7 @@ import struct
 import sys
 import time
 import traceback
+from contextlib import suppress
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
@@ -79,9 +80,7 @@ def prepare(dataset=None):
     import ctypes.util
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401 (MPLBACKEND=Agg: sandbox.Box sets it)
     import torch.nn.functional as F  # noqa: F401
     import tqdm  # noqa: F401
     import helpers
@@ -205,10 +204,8 @@ def judge_notebook(shell, job, wire_in, wire_out):
 
 def last_word(wire_out, e):
     """What the worker reads as the judge's last word."""
-    try:
+    with suppress(OSError):
         send(wire_out, encode({'judge_error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}))
-    except OSError:
-        pass
 
 
 def main():
