@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nbformat
 import nbgrader
-from traitlets.config import Config
 
 from grading.course import ROOT, grade_id
 
@@ -56,12 +55,9 @@ def exporter():
     """nbconvert's HTML exporter with nbgrader's feedback template, made once per process."""
     from nbconvert import HTMLExporter
     formgrader = Path(nbgrader.__file__).parent / 'server_extensions' / 'formgrader'
-    config = Config()
-    config.HTMLExporter.template_name = 'feedback'
-    config.HTMLExporter.extra_template_basedirs = [str(formgrader / 'templates')]
-    config.HTMLExporter.extra_template_paths = [str(formgrader / 'static/node_modules/bootstrap/dist/css')]
-    config.HTMLExporter.preprocessors = ['nbconvert.preprocessors.CSSHTMLHeaderPreprocessor']
-    return HTMLExporter(config=config)
+    return HTMLExporter(template_name='feedback', extra_template_basedirs=[str(formgrader / 'templates')],
+                        extra_template_paths=[str(formgrader / 'static/node_modules/bootstrap/dist/css')],
+                        preprocessors=['nbconvert.preprocessors.CSSHTMLHeaderPreprocessor'])
 
 
 def write(course, assignment, sid, name, nb, verdicts, scores, problems, scrub_paths=()):
