@@ -46,18 +46,17 @@ def send(fd, data, write=os.write):
 
 
 def read_exactly(fd, n, deadline=None):
-    chunks, got = [], 0
-    while got < n:
+    data = bytearray()
+    while len(data) < n:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise TimeoutError
-        chunk = os.read(fd, min(n - got, 2**20))
+        chunk = os.read(fd, min(n - len(data), 2**20))
         if not chunk:
             raise EOFError
-        chunks.append(chunk)
-        got += len(chunk)
-    return b''.join(chunks)
+        data += chunk
+    return bytes(data)
 
 
 def read_frame(fd, cap=MAX_FRAME, deadline=None):
