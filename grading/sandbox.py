@@ -134,10 +134,9 @@ def remove(cgroup):
     for sub in [c for c in cgroup.iterdir() if c.is_dir()] if cgroup.is_dir() else []:
         remove(sub)
     for _ in range(200):
-        try:
+        left = []
+        with suppress(OSError, ValueError):
             left = [int(p) for p in (cgroup / 'cgroup.procs').read_text().split()]
-        except (OSError, ValueError):
-            left = []
         if not left:
             break
         for pid in left:
@@ -157,8 +156,7 @@ def remove_cgroups(parents):
 class Box:
     """`argv` running in a sandbox (or, with sandbox=False, as a plain child with the same
     environment): .stdin and .stdout are pipes to it, and .channels `channels` more pairs of
-    pipes (to it, from it), whose far ends it gets as 'IN,OUT' arguments; stop() ends it and
-    everything in it."""
+    pipes (to it, from it), whose far ends it gets as 'IN,OUT' arguments; stop() ends it all."""
 
     def __init__(self, argv, parents, name, memory_mb, sandbox=True, binds=(), channels=0):
         self.cgroups = Cgroups(parents if sandbox else None, name, memory_mb)
