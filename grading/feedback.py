@@ -62,9 +62,8 @@ def exporter():
 
 def write(course, assignment, sid, name, nb, verdicts, scores, problems, scrub_paths=()):
     """COURSE/autograded/<sid>/<assignment>/<name>.ipynb: `nb` as handed in, each graded cell's
-    output the grader's verdict ({grade id: Verdict}); and that notebook on nbgrader's feedback
-    page, COURSE/feedback/<sid>/<assignment>/<name>.html, with each graded cell's score out of
-    `scores` and each answer's problem lines."""
+    output its verdict ({grade id: Verdict}); and that notebook on nbgrader's feedback page,
+    COURSE/feedback/.../<name>.html, with each graded cell's score and each answer's problem lines."""
     paths, release = machine_paths(scrub_paths), assignment.notebooks[name]
     mine = [p for p in problems if p.get('notebook') in (name, None)]
     nb = copy.deepcopy(nb)

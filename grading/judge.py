@@ -143,8 +143,7 @@ class Child:
 def run_cells(shell, job, ran, skip):
     """Run the notebook's cells in a C, replacing it when a cell runs too long or kills it (the
     cells before it run again, the broken one is skipped from then on); ran[i] gets how cell i
-    ran, (status, ename, evalue), where still None. The live C, or None when the notebook's
-    time ran out."""
+    ran, (status, ename, evalue), where still None. The live C, or None if the time ran out."""
     cells, timeout = job['cells'], job['timeout']
     deadline = time.monotonic() + job['notebook_timeout']
     while True:
@@ -208,9 +207,8 @@ def last_word(wire_out, e):
 
 
 def main():
-    """P: the imports, then one forked server per channel (the worker gives one per notebook, as
-    pairs of descriptors 'IN,OUT' in argv; without them, stdin and stdout), which says it is
-    ready and judges the notebook it is sent."""
+    """P: the imports, then a forked server per channel (one per notebook, as descriptors 'IN,OUT'
+    in argv; without them, stdin and stdout) that says it is ready and judges the notebook sent."""
     channels = [tuple(map(int, arg.split(','))) for arg in sys.argv[1:]] or [(os.dup(0), os.dup(1))]
     dataset = os.dup(0) if sys.argv[1:] else None  # with channels, stdin brings the dataset
     null = os.open(os.devnull, os.O_RDWR)

@@ -4,9 +4,9 @@ grading/__main__ (job: who, where, the limits). Outside the sandbox, the worker 
 listed in result['held']); starts one sandbox with the judge in it (grading/sandbox.py,
 grading/judge.py) and talks to it over a channel per notebook, a thread each, so that the
 notebooks run at once; once a notebook's cells have run, sends each graded cell fresh inputs
-from a `secrets` seed and judges what comes back with the check's `judge`, here; and writes the
-feedback. It leaves result.json: dict(student, scores, problems, held, seconds), each problem a
-dict(notebook, cell, stage, text, cause).
+from a `secrets` seed and judges what comes back with the check's `judge`, here; and writes
+submitted/, autograded/ and feedback/ (grading/feedback.py). It leaves result.json: dict(student,
+scores, problems, held, seconds), each problem a dict(notebook, cell, stage, text, cause).
 """
 import json
 import os
