@@ -80,11 +80,10 @@ def run_worker(job, deadline):
 
 def keep_outputs(out, home, student):
     """feedback/, autograded/ and submitted/ of one student, from the worker's folders into OUT."""
-    for kind, where in (('feedback', home / 'fb'), ('autograded', home / 'course'), ('submitted', home / 'course')):
-        dest = out / kind / student
-        shutil.rmtree(dest, ignore_errors=True)
-        if (where / kind / student).is_dir():
-            shutil.copytree(where / kind / student, dest, symlinks=True)
+    for kind in ('feedback', 'autograded', 'submitted'):
+        shutil.rmtree(out / kind / student, ignore_errors=True)
+        if (home / 'course' / kind / student).is_dir():
+            shutil.copytree(home / 'course' / kind / student, out / kind / student, symlinks=True)
 
 
 def main():

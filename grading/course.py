@@ -3,6 +3,7 @@ worth. Nothing here names a notebook: notebooks, cells and points come from the 
 import ast
 import re
 import shutil
+from contextlib import suppress
 from pathlib import Path
 
 import nbformat
@@ -11,16 +12,6 @@ from traitlets.config.loader import PyFileConfigLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / 'solutions'
-
-
-def kit_config(course, source=SOLUTIONS):
-    """The kit's nbgrader_config.py, for a course folder `course` whose source is the kit's."""
-    cfg = PyFileConfigLoader('nbgrader_config.py', path=str(ROOT)).load_config()
-    cfg.CourseDirectory.root = str(course)
-    cfg.CourseDirectory.source_directory = str(source)
-    cfg.CourseDirectory.release_directory = 'release'
-    cfg.NbGraderAPI.log_level = 'WARN'
-    return cfg
 
 
 def assignment_name():
@@ -53,7 +44,12 @@ def make_template(folder, assignment, only=None):
         (source / assignment).mkdir(parents=True)
         for name in only:
             shutil.copy(SOLUTIONS / assignment / f'{name}.ipynb', source / assignment)
-    result = NbGraderAPI(config=kit_config(folder, source)).generate_assignment(assignment, force=True)
+    config = PyFileConfigLoader('nbgrader_config.py', path=str(ROOT)).load_config()  # the kit's, in `folder`
+    config.CourseDirectory.root = str(folder)
+    config.CourseDirectory.source_directory = str(source)
+    config.CourseDirectory.release_directory = 'release'
+    config.NbGraderAPI.log_level = 'WARN'
+    result = NbGraderAPI(config=config).generate_assignment(assignment, force=True)
     if not result['success']:
         raise SystemExit(f'nbgrader generate_assignment failed:\n{result.get("error") or result.get("log")}')
     return Assignment(folder, assignment)
@@ -99,10 +95,8 @@ class Notebook:
         self.kit_names = {}  # {name: what it is} for what the kit's own cells import (cmp, torch, F, ...)
         for cell in source.cells:
             if grade_id(cell) in self.locked and cell.cell_type == 'code':
-                try:
+                with suppress(SyntaxError):
                     self.kit_names.update(aliases(ast.parse(cell.source)))
-                except SyntaxError:
-                    pass
 
 
 def aliases(tree):

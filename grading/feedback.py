@@ -11,8 +11,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import nbformat
 import nbgrader
-from traitlets.config import Config
 
 from grading.course import ROOT, grade_id
 
@@ -55,34 +55,41 @@ def exporter():
     """nbconvert's HTML exporter with nbgrader's feedback template, made once per process."""
     from nbconvert import HTMLExporter
     formgrader = Path(nbgrader.__file__).parent / 'server_extensions' / 'formgrader'
-    config = Config()
-    config.HTMLExporter.template_name = 'feedback'
-    config.HTMLExporter.extra_template_basedirs = [str(formgrader / 'templates')]
-    config.HTMLExporter.extra_template_paths = [str(formgrader / 'static/node_modules/bootstrap/dist/css')]
-    config.HTMLExporter.preprocessors = ['nbconvert.preprocessors.CSSHTMLHeaderPreprocessor']
-    return HTMLExporter(config=config)
+    return HTMLExporter(template_name='feedback', extra_template_basedirs=[str(formgrader / 'templates')],
+                        extra_template_paths=[str(formgrader / 'static/node_modules/bootstrap/dist/css')],
+                        preprocessors=['nbconvert.preprocessors.CSSHTMLHeaderPreprocessor'])
 
 
-def write(folder, assignment, sid, name, nb, scores, problems, scrub_paths=()):
-    """FOLDER/feedback/<sid>/<assignment>/<name>.html: `nb` (the verdicts in it) on nbgrader's
-    feedback page, with each graded cell's score out of `scores` and each answer's problem lines."""
+def write(course, assignment, sid, name, nb, verdicts, scores, problems, scrub_paths=()):
+    """COURSE/autograded/<sid>/<assignment>/<name>.ipynb: `nb` as handed in, each graded cell's
+    output its verdict ({grade id: Verdict}); and that notebook on nbgrader's feedback page,
+    COURSE/feedback/.../<name>.html, with each graded cell's score and each answer's problem lines."""
     paths, release = machine_paths(scrub_paths), assignment.notebooks[name]
     mine = [p for p in problems if p.get('notebook') in (name, None)]
     nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        gid = grade_id(cell)
+        if cell.cell_type == 'code':
+            cell.outputs, cell.execution_count = [], None
+        if gid in release.points:
+            said = 'not graded' if gid not in verdicts else verdicts[gid].text or 'right'
+            text = f'[grader] {scores.get(gid, 0):g} of {release.points[gid]:g} points: {scrub(said, paths)}\n'
+            cell.outputs = [nbformat.v4.new_output('stream', name='stdout', text=text)]
+    autograded = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
+    autograded.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, autograded)
     for cell in nb.cells:  # what nbgrader's GetGrades would take from a gradebook
         meta, gid = cell.metadata.get('nbgrader', {}), grade_id(cell)
         if meta.get('solution'):
             meta['comment'] = '\n\n'.join(scrub(p['text'], paths) for p in mine if answer_cell(release, p) == gid)
         if gid in release.points:
             meta['score'], meta['points'] = scores.get(gid, 0.0), release.points[gid]
-        for o in (o for o in cell.get('outputs', []) if o.get('output_type') == 'stream'):
-            o['text'] = scrub(o.get('text', ''), paths)
     total = dict(notebook=name, score=sum(scores.get(g, 0.0) for g in release.points), max_score=release.total,
                  late_penalty=0)
     text, _ = exporter().from_notebook_node(nb, resources=dict(nbgrader=total))
     lines = [(f'{p["cell"]}: ' if p.get('cell') else '') + scrub(p['text'], paths) for p in mine]
     items = ''.join(f'<li>{html.escape(t)}</li>' for t in lines)
     box = f'<div class="grader-problems"><b>What the grader found:</b><ul>{items}</ul></div>' if items else ''
-    page = Path(folder) / 'feedback' / sid / assignment.name / f'{name}.html'
+    page = course / 'feedback' / sid / assignment.name / f'{name}.html'
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(scrub(text.replace('</head>', STYLE + '</head>', 1).replace('</h4>', '</h4>' + box, 1), paths))

@@ -38,9 +38,8 @@ def record(db_url, assignment, result):
 
 
 def write(book, assignment, result):
-    """result['scores'] as the auto scores of result['student'] in `book` (a notebook not scored
-    gets 0); the graded cells of a notebook the audit held are flagged for
-    manual grading, so the formgrader lists them."""
+    """result['scores'] as the auto scores of result['student'] in `book` (0 where not scored);
+    the graded cells of a notebook the audit held need manual grading: the formgrader lists them."""
     student = result['student']
     book.update_or_create_student(student)
     book.update_or_create_submission(assignment.name, student)

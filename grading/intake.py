@@ -51,11 +51,9 @@ def find_students(submissions, work, assignment, regexp):
 def zip_collect(files, work, assignment, regexp):
     """nbgrader zip_collect on all the files at once; if it fails, on each file alone, so
     one broken archive only costs its own student(s)."""
-    collected, error = run_zip_collect(files, work / 'all', assignment, regexp)
-    if error is None:
-        return collected, []
+    collected, failed = run_zip_collect(files, work / 'all', assignment, regexp)
     problems = []
-    for i, f in enumerate(files):
+    for i, f in enumerate(files if failed else []):
         found, error = run_zip_collect([f], work / f'{i:04d}', assignment, regexp)
         for student, folder in found.items():
             collected.setdefault(student, folder)

@@ -20,6 +20,7 @@ import struct
 import sys
 import time
 import traceback
+from contextlib import suppress
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
@@ -45,18 +46,17 @@ def send(fd, data, write=os.write):
 
 
 def read_exactly(fd, n, deadline=None):
-    chunks, got = [], 0
-    while got < n:
+    data = bytearray()
+    while len(data) < n:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise TimeoutError
-        chunk = os.read(fd, min(n - got, 2**20))
+        chunk = os.read(fd, min(n - len(data), 2**20))
         if not chunk:
             raise EOFError
-        chunks.append(chunk)
-        got += len(chunk)
-    return b''.join(chunks)
+        data += chunk
+    return bytes(data)
 
 
 def read_frame(fd, cap=MAX_FRAME, deadline=None):
@@ -79,9 +79,7 @@ def prepare(dataset=None):
     import ctypes.util
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401 (MPLBACKEND=Agg: sandbox.Box sets it)
     import torch.nn.functional as F  # noqa: F401
     import tqdm  # noqa: F401
     import helpers
@@ -145,8 +143,7 @@ class Child:
 def run_cells(shell, job, ran, skip):
     """Run the notebook's cells in a C, replacing it when a cell runs too long or kills it (the
     cells before it run again, the broken one is skipped from then on); ran[i] gets how cell i
-    ran, (status, ename, evalue), where still None. The live C, or None when the notebook's
-    time ran out."""
+    ran, (status, ename, evalue), where still None. The live C, or None if the time ran out."""
     cells, timeout = job['cells'], job['timeout']
     deadline = time.monotonic() + job['notebook_timeout']
     while True:
@@ -205,16 +202,13 @@ def judge_notebook(shell, job, wire_in, wire_out):
 
 def last_word(wire_out, e):
     """What the worker reads as the judge's last word."""
-    try:
+    with suppress(OSError):
         send(wire_out, encode({'judge_error': f'{type(e).__name__}: {e}'[:MAX_TEXT]}))
-    except OSError:
-        pass
 
 
 def main():
-    """P: the imports, then one forked server per channel (the worker gives one per notebook, as
-    pairs of descriptors 'IN,OUT' in argv; without them, stdin and stdout), which says it is
-    ready and judges the notebook it is sent."""
+    """P: the imports, then a forked server per channel (one per notebook, as descriptors 'IN,OUT'
+    in argv; without them, stdin and stdout) that says it is ready and judges the notebook sent."""
     channels = [tuple(map(int, arg.split(','))) for arg in sys.argv[1:]] or [(os.dup(0), os.dup(1))]
     dataset = os.dup(0) if sys.argv[1:] else None  # with channels, stdin brings the dataset
     null = os.open(os.devnull, os.O_RDWR)

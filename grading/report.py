@@ -97,13 +97,11 @@ def plot(path, assignment, results):
     hardest step stands out), and the distribution of totals."""
     stages = [(name, gid) for name, nb in assignment.notebooks.items() for gid in nb.graded]
     n = len(results)
-    full, zero, mean = [], [], []
-    for name, gid in stages:
-        top = assignment.notebooks[name].points[gid]
-        got = [r['scores'].get(name, {}).get(gid, 0.0) for r in results]
-        full.append(sum(g >= top for g in got))
-        zero.append(sum(g <= 0 for g in got))
-        mean.append(sum(got) / top / max(n, 1))
+    got = [[r['scores'].get(name, {}).get(gid, 0.0) / assignment.notebooks[name].points[gid] for r in results]
+           for name, gid in stages]  # each student's share of each graded cell's points
+    full = [sum(g >= 1 for g in row) for row in got]
+    zero = [sum(g <= 0 for g in row) for row in got]
+    mean = [sum(row) / max(n, 1) for row in got]
     headings = [f'{name[:2]} {assignment.notebooks[name].labels[gid]}'.replace('`', '') for name, gid in stages]
     labels = [textwrap.fill(f'{h} ({gid})' if headings.count(h) > 1 else h, 44)  # whole, on up to 3 lines
               for h, (_, gid) in zip(headings, stages)]

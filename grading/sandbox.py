@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parent.parent
@@ -65,12 +66,10 @@ def command(argv, binds=()):
             cmd += ['--symlink', os.readlink(f'/{link}'), f'/{link}']
     for folder, mb in SIZES_MB.items():
         cmd += ['--perms', '1777', '--size', str(mb * 2**20), '--tmpfs', folder]
-    made = set()
-    for path in kit_binds() + [str(b) for b in binds]:
-        for parent in reversed(Path(path).parents):
-            if str(parent) not in made and str(parent) != '/':
-                made.add(str(parent))
-                cmd += ['--perms', '0755', '--dir', str(parent)]
+    paths = kit_binds() + [str(b) for b in binds]
+    for parent in dict.fromkeys(str(p) for path in paths for p in reversed(Path(path).parents) if str(p) != '/'):
+        cmd += ['--perms', '0755', '--dir', parent]
+    for path in paths:
         cmd += ['--ro-bind', path, path]
     for key, value in environment().items():
         cmd += ['--setenv', key, value]
@@ -135,22 +134,17 @@ def remove(cgroup):
     for sub in [c for c in cgroup.iterdir() if c.is_dir()] if cgroup.is_dir() else []:
         remove(sub)
     for _ in range(200):
-        try:
+        left = []
+        with suppress(OSError, ValueError):
             left = [int(p) for p in (cgroup / 'cgroup.procs').read_text().split()]
-        except (OSError, ValueError):
-            left = []
         if not left:
             break
         for pid in left:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.02)
-    try:
+    with suppress(OSError):
         cgroup.rmdir()
-    except OSError:
-        pass
 
 
 def remove_cgroups(parents):
@@ -162,8 +156,7 @@ def remove_cgroups(parents):
 class Box:
     """`argv` running in a sandbox (or, with sandbox=False, as a plain child with the same
     environment): .stdin and .stdout are pipes to it, and .channels `channels` more pairs of
-    pipes (to it, from it), whose far ends it gets as 'IN,OUT' arguments; stop() ends it and
-    everything in it."""
+    pipes (to it, from it), whose far ends it gets as 'IN,OUT' arguments; stop() ends it all."""
 
     def __init__(self, argv, parents, name, memory_mb, sandbox=True, binds=(), channels=0):
         self.cgroups = Cgroups(parents if sandbox else None, name, memory_mb)
@@ -186,19 +179,15 @@ class Box:
 
     def stop(self):
         """End it; up to 4 KB of what it wrote to stderr."""
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # bwrap's own: its PID namespace dies with it
-        except ProcessLookupError:
-            pass
         for path in self.cgroups.paths.values():
             remove(path)
         self.proc.wait()
         said = self.proc.stderr.read(4096)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr, *(fd for pair in self.channels for fd in pair)):
-            try:
+            with suppress(OSError):
                 os.close(f) if isinstance(f, int) else f.close()
-            except OSError:
-                pass
         return said.decode(errors='replace')
 
 

@@ -4,14 +4,14 @@ grading/__main__ (job: who, where, the limits). Outside the sandbox, the worker 
 listed in result['held']); starts one sandbox with the judge in it (grading/sandbox.py,
 grading/judge.py) and talks to it over a channel per notebook, a thread each, so that the
 notebooks run at once; once a notebook's cells have run, sends each graded cell fresh inputs
-from a `secrets` seed and judges what comes back with the check's `judge`, here; and writes the
-feedback. It leaves result.json: dict(student, scores, problems, held, seconds), each problem a
-dict(notebook, cell, stage, text, cause).
+from a `secrets` seed and judges what comes back with the check's `judge`, here; and writes
+submitted/, autograded/ and feedback/ (grading/feedback.py). It leaves result.json: dict(student,
+scores, problems, held, seconds), each problem a dict(notebook, cell, stage, text, cause).
 """
-import copy
 import json
 import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -141,24 +141,10 @@ def problems_of(nb, release, ran, verdicts, scores, memory_mb):
     return problems
 
 
-def shown(nb, release, verdicts, scores):
-    """The notebook as handed in, each graded cell's output the grader's verdict."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        if cell.cell_type == 'code':
-            cell.outputs, cell.execution_count = [], None
-        gid = grade_id(cell)
-        if gid in release.points:
-            said = 'not graded' if gid not in verdicts else verdicts[gid].text or 'right'
-            text = f'[grader] {scores.get(gid, 0):g} of {release.points[gid]:g} points: {said}\n'
-            cell.outputs = [nbformat.v4.new_output('stream', name='stdout', text=text)]
-    return nb
-
-
 def grade(job):
     started = time.monotonic()
     home, sid = Path(job['course']), job['student']
-    course = home / 'course'
+    course = home / 'course'  # this student's submitted/, autograded/ and feedback/, as nbgrader lays them out
     assignment = Assignment(job['template'], job['assignment'])
     submitted = course / 'submitted' / sid / assignment.name
     submitted.mkdir(parents=True)
@@ -171,12 +157,10 @@ def grade(job):
         from grading import dataset
         threading.Thread(target=send, args=(box.stdin, dataset.FRAME), daemon=True).start()
     picked, problems = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
-    kept = {}  # nbgrader release_feedback needs both beside the feedback, as the student handed them in
-    for name in ('timestamp.txt', 'submission_secret.txt'):
+    for name in ('timestamp.txt', 'submission_secret.txt'):  # nbgrader release_feedback needs both, as handed in
         found = next(Path(job['folder']).rglob(name), None)
         if found is not None:
-            kept[name] = found.read_bytes()[:4096]
-            (submitted / name).write_bytes(kept[name])
+            (submitted / name).write_bytes(found.read_bytes()[:4096])
     held, repaired = [], {}
     for name, release in assignment.notebooks.items():
         if name not in picked:
@@ -209,13 +193,9 @@ def grade(job):
     lines, failed, trouble = {}, {} if box else dict.fromkeys(names, why_not), []
 
     def page(name):  # its feedback, written while the judge runs the other notebooks
-        nb = shown(repaired[name], assignment.notebooks[name], verdicts[name], scores[name])
-        out = course / 'autograded' / sid / assignment.name / f'{name}.ipynb'
-        out.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, out)
-        said = [p for p in problems if p.get('notebook') in (None, name)] + lines.get(name, [])
         try:
-            feedback.write(home / 'fb', assignment, sid, name, nb, scores[name], said, [home, job['out']])
+            feedback.write(course, assignment, sid, name, repaired[name], verdicts[name], scores[name],
+                           problems + lines.get(name, []), [home, job['out']])
         except Exception as e:  # the feedback's trouble must not cost the grade
             trouble.append(f'the grader could not write the feedback ({type(e).__name__}: {e})')
 
@@ -245,10 +225,9 @@ def grade(job):
         page(name)
     problems += [p for name in repaired for p in lines.get(name, [])]
     problems += [dict(text=t) for t in dict.fromkeys(trouble) if t]
-    folder = home / 'fb' / 'feedback' / sid / assignment.name
-    if folder.is_dir():
-        for name, data in kept.items():
-            (folder / name).write_bytes(data)
+    folder = course / 'feedback' / sid / assignment.name
+    for kept in submitted.glob('*.txt') if folder.is_dir() else []:
+        shutil.copy(kept, folder)
     return dict(student=sid, scores=scores, problems=problems, held=held, seconds=time.monotonic() - started)
 
 
