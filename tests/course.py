@@ -100,7 +100,7 @@ def as_root():
 def postgres():
     as_root()
     if not (PG / 'initdb').exists():
-        pytest.fail('PostgreSQL 15 is not installed (apt-get install postgresql; .ci/run does it)')
+        pytest.fail('PostgreSQL 15 is not installed (apt-get install postgresql; make test does it as root)')
     server = Postgres(tempfile.mkdtemp(prefix='bpn-pg-'))  # pytest's own folders are root's only
     try:
         yield server

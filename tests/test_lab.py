@@ -20,7 +20,7 @@ from tests.kit import ROOT
 playwright = pytest.importorskip('playwright.sync_api', reason="the test extra: pip install -e '.[test]'")
 CHROMIUM = '/usr/bin/chromium'
 if not Path(CHROMIUM).exists():
-    pytest.skip('Debian chromium is not installed (.ci/run installs it)', allow_module_level=True)
+    pytest.skip('Debian chromium is not installed (make test installs it as root)', allow_module_level=True)
 
 TOKEN = 'backprop-ninja-test'
 WAIT = 180_000  # ms; a busy 2-core machine is slow, and waits end on page state, not on time
