@@ -28,7 +28,7 @@ import torch  # noqa: E402 (after the thread counts)
 
 MAX_FRAME = 64 * 2**20  # inputs or outputs of one graded cell: a few MB at most
 MAX_TEXT = 400
-CHILD_STEPS = '500'  # what the notebook's own cells train with: nothing they train counts
+CHILD_STEPS = '100'  # what the notebook's own cells train with: nothing they train counts
 
 
 # what C writes with holds its references from import, before any student code: a cell that
