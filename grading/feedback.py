@@ -2,7 +2,8 @@
 scores and the notebook as handed in (repaired: the test cells are the release's, so the
 hidden tests stay hidden), each graded test cell showing the grader's verdict. Every problem
 line reaches the page, at the top and as the comment of the answer cell it is about; no file
-path of the grading machine is left in it; long lines wrap and markdown tables have borders.
+path of the grading machine is left in it; HTML the student wrote in markdown shows as text
+(an instructor opens the pages too); long lines wrap and markdown tables have borders.
 """
 import copy
 import functools
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import nbgrader
+from nbconvert.filters import clean_html
 
 from grading.course import ROOT, grade_id
 
@@ -80,8 +82,11 @@ def write(course, assignment, sid, name, nb, verdicts, scores, problems, scrub_p
     nbformat.write(nb, autograded)
     for cell in nb.cells:  # what nbgrader's GetGrades would take from a gradebook
         meta, gid = cell.metadata.get('nbgrader', {}), grade_id(cell)
+        if cell.cell_type == 'markdown' and cell.source.strip() not in release.kit_sources:
+            cell.source = clean_html(cell.source)  # a student's own HTML shows as text, never runs on the page
         if meta.get('solution'):
-            meta['comment'] = '\n\n'.join(scrub(p['text'], paths) for p in mine if answer_cell(release, p) == gid)
+            said = '\n\n'.join(scrub(p['text'], paths) for p in mine if answer_cell(release, p) == gid)
+            meta['comment'] = clean_html(said)  # an error's message is the student's to write
         if gid in release.points:
             meta['score'], meta['points'] = scores.get(gid, 0.0), release.points[gid]
     total = dict(notebook=name, score=sum(scores.get(g, 0.0) for g in release.points), max_score=release.total,

@@ -43,8 +43,8 @@ def write(book, assignment, result):
     student = result['student']
     book.update_or_create_student(student)
     book.update_or_create_submission(assignment.name, student)
-    for name in assignment.notebooks:
-        for gid in assignment.notebooks[name].graded:
+    for name, nb in assignment.notebooks.items():
+        for gid in nb.graded:
             grade = book.find_grade(gid, name, assignment.name, student)
             grade.auto_score = result['scores'].get(name, {}).get(gid, 0.0)
             grade.needs_manual_grade = name in result.get('held', ())

@@ -5,6 +5,7 @@ full marks. The class is made here from the solutions and the release, and grade
 run of the grading entry point, as the Makefile runs it."""
 import csv
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -113,6 +114,13 @@ def prints_too_much():
     return added(nb, 'test_stage4', "print('x' * 5_000_000)")
 
 
+def writes_html():  # a note of their own with a script in it, and an error whose message is HTML
+    nb = added(solved(NB), 'stage1', """raise ValueError('<img src="y" onerror="alert(2)">')""")
+    nb.cells.insert(at(nb, 'stage1') + 1, nbformat.v4.new_markdown_cell(
+        'My note: <script>document.title = "pwned"</script><img src="x" onerror="alert(1)">'))
+    return nb
+
+
 def redefines_cmp():
     nb = bias_slip(solved(NB))
     cell(nb, 'stage2').source += ("\n\ndef cmp(name, dt, t):\n"
@@ -211,6 +219,7 @@ CLASS = {
                ["test_stage1: stage 1 (cross-entropy): it raised 'IndexError",
                 'added cell "ratio = 1 / 0": ZeroDivisionError']),
     'prints_too_much': (prints_too_much, FULL, []),  # what cells print is dropped, at no cost
+    'writes_html': (writes_html, FULL, ['ValueError: <img src="y" onerror="alert(2)">']),
     'redefines_cmp': (redefines_cmp, dict(FULL, test_stage2=0),
                       ['stage2: defines `cmp` again, which the kit provides', 'db2 has shape (32,) but should have (27,)']),
     'hard_codes': (hard_codes, dict(FULL, test_stage1=0, test_stage2=0),
@@ -330,6 +339,14 @@ def test_feedback_shows_the_notebook_as_handed_in_with_the_verdict_in_each_grade
     slip = (graded['out'] / 'feedback' / 'hard_codes' / ASSIGNMENT / f'{NB}.html').read_text()
     assert '0 of 3 points: stage 1 (cross-entropy): it raised' in slip
     assert '<span class="mi">32</span>' in slip  # the answer as handed in: n = 32
+
+
+def test_a_students_own_html_shows_on_the_feedback_page_as_text_and_never_runs(graded):
+    """An instructor opens every page: a student's script must not run in their browser."""
+    page = (graded['out'] / 'feedback' / 'writes_html' / ASSIGNMENT / f'{NB}.html').read_text()
+    assert 'My note: &lt;script&gt;document.title = "pwned"&lt;/script&gt;' in page
+    assert '<script>document.title' not in page
+    assert not re.search(r'<[^<>]*\sonerror\s*=', page)  # no tag of theirs, in a note or an error's message
 
 
 def test_problem_lines_give_the_score_of_the_stage_or_notebook_they_cost(graded):
