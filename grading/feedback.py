@@ -2,19 +2,19 @@
 scores and the notebook as handed in (repaired: the test cells are the release's, so the
 hidden tests stay hidden), each graded test cell showing the grader's verdict. Every problem
 line reaches the page, at the top and as the comment of the answer cell it is about; no file
-path of the grading machine is left in it; HTML the student wrote in markdown shows as text
-(an instructor opens the pages too); long lines wrap and markdown tables have borders.
+path of the grading machine is left in it; the student's own markdown shows as its text, so
+no tag or link of theirs is live (an instructor opens the pages too); long lines wrap and markdown tables have borders.
 """
 import copy
 import functools
 import html
+import re
 import sys
 import sysconfig
 from pathlib import Path
 
 import nbformat
 import nbgrader
-from nbconvert.filters import clean_html
 
 from grading.course import ROOT, grade_id
 
@@ -52,6 +52,17 @@ def answer_cell(release, p):
     return next((g for g in reversed(before) if g in release.solutions), None)
 
 
+def as_text(markdown):
+    """Markdown that the page shows as its own text, in a fence longer than any run of backticks in it."""
+    fence = '`' * max(3, 1 + max(map(len, re.findall('`+', markdown)), default=0))
+    return f'{fence}\n{markdown}\n{fence}'
+
+
+def inert(text):
+    """Text that markdown shows as it is, with no tag or link in it: < and & escaped, brackets too."""
+    return html.escape(text, quote=False).replace('[', '\\[').replace(']', '\\]')
+
+
 @functools.cache
 def exporter():
     """nbconvert's HTML exporter with nbgrader's feedback template, made once per process."""
@@ -83,10 +94,10 @@ def write(course, assignment, sid, name, nb, verdicts, scores, problems, scrub_p
     for cell in nb.cells:  # what nbgrader's GetGrades would take from a gradebook
         meta, gid = cell.metadata.get('nbgrader', {}), grade_id(cell)
         if cell.cell_type == 'markdown' and cell.source.strip() not in release.kit_sources:
-            cell.source = clean_html(cell.source)  # a student's own HTML shows as text, never runs on the page
-        if meta.get('solution'):
-            said = '\n\n'.join(scrub(p['text'], paths) for p in mine if answer_cell(release, p) == gid)
-            meta['comment'] = clean_html(said)  # an error's message is the student's to write
+            cell.source = as_text(cell.source)  # a student's own markdown: no tag or link of theirs on the page
+        if meta.get('solution'):  # an error's message is the student's to write
+            said = [inert(scrub(p['text'], paths)) for p in mine if answer_cell(release, p) == gid]
+            meta['comment'] = '\n\n'.join(said)
         if gid in release.points:
             meta['score'], meta['points'] = scores.get(gid, 0.0), release.points[gid]
     total = dict(notebook=name, score=sum(scores.get(g, 0.0) for g in release.points), max_score=release.total,

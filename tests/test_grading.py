@@ -114,10 +114,12 @@ def prints_too_much():
     return added(nb, 'test_stage4', "print('x' * 5_000_000)")
 
 
-def writes_html():  # a note of their own with a script in it, and an error whose message is HTML
-    nb = added(solved(NB), 'stage1', """raise ValueError('<img src="y" onerror="alert(2)">')""")
+def writes_html():  # a note of their own with a script and a link in it, and an error whose message has both
+    nb = added(solved(NB), 'stage1',
+               """raise ValueError('<img src="y" onerror="alert(2)"> [see](javascript:alert(3))')""")
     nb.cells.insert(at(nb, 'stage1') + 1, nbformat.v4.new_markdown_cell(
-        'My note: <script>document.title = "pwned"</script><img src="x" onerror="alert(1)">'))
+        'My note: <script>document.title = "pwned"</script><img src="x" onerror="alert(1)"> '
+        '[my notes](javascript:alert(4))'))
     return nb
 
 
@@ -344,9 +346,10 @@ def test_feedback_shows_the_notebook_as_handed_in_with_the_verdict_in_each_grade
 def test_a_students_own_html_shows_on_the_feedback_page_as_text_and_never_runs(graded):
     """An instructor opens every page: a student's script must not run in their browser."""
     page = (graded['out'] / 'feedback' / 'writes_html' / ASSIGNMENT / f'{NB}.html').read_text()
-    assert 'My note: &lt;script&gt;document.title = "pwned"&lt;/script&gt;' in page
+    assert 'My note: &lt;script&gt;document.title' in page and '[my notes](javascript:alert(4))' in page
     assert '<script>document.title' not in page
     assert not re.search(r'<[^<>]*\sonerror\s*=', page)  # no tag of theirs, in a note or an error's message
+    assert 'href="javascript' not in page  # and no link of theirs
 
 
 def test_problem_lines_give_the_score_of_the_stage_or_notebook_they_cost(graded):
