@@ -293,7 +293,7 @@ def child(shell, job, skip, wire_in, wire_out):
 
     no_more_processes(pid)
     sys.stdout = sys.stderr = Sink()
-    for i, (_, source) in enumerate(cells):
+    for i, source in enumerate(cells):
         if i in skip:
             continue
         result = shell.run_cell(source, store_history=False)

@@ -38,19 +38,15 @@ SCRATCH = '/scratch'
 SIZES_MB = {SCRATCH: 256, '/tmp': 64, '/dev/shm': 16}  # each RAM folder's size; all count towards memory
 NOBODY = '65534'
 INSTALL = 'apt-get install bubblewrap'
-
-
-def environment():
-    """The whole environment inside: nothing of the grader's own."""
-    return dict(PATH='/usr/bin:/bin', HOME=SCRATCH, LANG='C.UTF-8', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
-                MPLBACKEND='Agg', MPLCONFIGDIR=f'{SCRATCH}/.matplotlib', IPYTHONDIR=f'{SCRATCH}/.ipython',
-                PYTHONDONTWRITEBYTECODE='1', TMPDIR='/tmp')
+# the whole environment inside: nothing of the grader's own
+ENVIRONMENT = dict(PATH='/usr/bin:/bin', HOME=SCRATCH, LANG='C.UTF-8', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+                   MPLBACKEND='Agg', MPLCONFIGDIR=f'{SCRATCH}/.matplotlib', IPYTHONDIR=f'{SCRATCH}/.ipython',
+                   PYTHONDONTWRITEBYTECODE='1', TMPDIR='/tmp')
 
 
 def kit_binds():
     """What the judge reads: the kit's Python and the few kit files it imports."""
-    helpers = KIT / 'helpers' if (KIT / 'helpers').is_dir() else KIT / 'helpers.py'
-    paths = [Path(sys.base_prefix), Path(sys.prefix), helpers, KIT / 'checks', KIT / 'grading' / '__init__.py',
+    paths = [Path(sys.base_prefix), Path(sys.prefix), KIT / 'helpers', KIT / 'checks', KIT / 'grading' / '__init__.py',
              KIT / 'grading' / 'judge.py', KIT / 'data']
     return [str(p) for p in dict.fromkeys(p.resolve() for p in paths) if not p.is_relative_to('/usr')]
 
@@ -71,7 +67,7 @@ def command(argv, binds=()):
         cmd += ['--perms', '0755', '--dir', parent]
     for path in paths:
         cmd += ['--ro-bind', path, path]
-    for key, value in environment().items():
+    for key, value in ENVIRONMENT.items():
         cmd += ['--setenv', key, value]
     cmd += ['--chdir', SCRATCH, '--', shutil.which('setpriv') or '/usr/bin/setpriv', f'--reuid={NOBODY}',
             f'--regid={NOBODY}', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']
@@ -107,25 +103,18 @@ def parent_cgroups():
     return parents, warnings
 
 
-class Cgroups:
-    """A pids cgroup (at most PIDS_MAX tasks) and a memory cgroup (`memory_mb` for all of it,
-    RAM folders included) for one sandbox, under `parents`."""
-
-    def __init__(self, parents, name, memory_mb):
-        self.paths = {kind: Path(parent) / name for kind, parent in (parents or {}).items()}
-        limits = {'pids.max': PIDS_MAX, 'memory.limit_in_bytes': memory_mb * 2**20,
-                  'memory.memsw.limit_in_bytes': memory_mb * 2**20}  # the last where swap is accounted
-        for path in self.paths.values():
-            path.mkdir(exist_ok=True)
-            for knob, value in limits.items():
-                if (path / knob).exists():
-                    (path / knob).write_text(str(value))
-
-    def ran_out_of_memory(self):
-        try:
-            return int((self.paths['memory'] / 'memory.oom_control').read_text().split('oom_kill ')[1].split()[0]) > 0
-        except (KeyError, OSError, IndexError, ValueError):
-            return False
+def cgroups(parents, name, memory_mb):
+    """{kind: folder} of a pids cgroup (at most PIDS_MAX tasks) and a memory cgroup (`memory_mb`
+    for all of it, RAM folders included) for one sandbox, under `parents`."""
+    paths = {kind: Path(parent) / name for kind, parent in (parents or {}).items()}
+    limits = {'pids.max': PIDS_MAX, 'memory.limit_in_bytes': memory_mb * 2**20,
+              'memory.memsw.limit_in_bytes': memory_mb * 2**20}  # the last where swap is accounted
+    for path in paths.values():
+        path.mkdir(exist_ok=True)
+        for knob, value in limits.items():
+            if (path / knob).exists():
+                (path / knob).write_text(str(value))
+    return paths
 
 
 def remove(cgroup):
@@ -147,10 +136,10 @@ def remove(cgroup):
         cgroup.rmdir()
 
 
-def remove_cgroups(parents):
-    """This run's cgroups, what is left in them killed, removed."""
-    for parent in (parents or {}).values():
-        remove(Path(parent))
+def remove_cgroups(cgroups):
+    """The cgroups of {kind: folder}, what is left in them killed, removed."""
+    for cgroup in cgroups.values():
+        remove(cgroup)
 
 
 class Box:
@@ -159,16 +148,16 @@ class Box:
     pipes (to it, from it), whose far ends it gets as 'IN,OUT' arguments; stop() ends it all."""
 
     def __init__(self, argv, parents, name, memory_mb, sandbox=True, binds=(), channels=0):
-        self.cgroups = Cgroups(parents if sandbox else None, name, memory_mb)
+        self.cgroups = cgroups(parents if sandbox else None, name, memory_mb)
         pipes = [(os.pipe(), os.pipe()) for _ in range(channels)]
         far = [(to[0], fro[1]) for to, fro in pipes]
         argv = list(argv) + [f'{a},{b}' for a, b in far]
-        procs = [str(p / 'cgroup.procs') for p in self.cgroups.paths.values()]  # entered before bwrap starts
+        procs = [str(p / 'cgroup.procs') for p in self.cgroups.values()]  # entered before bwrap starts
         enter = [f'echo $$ > "${i + 1}" && ' for i in range(len(procs))]
         prefix = ['sh', '-c', f'{"".join(enter)}shift {len(procs)} && exec "$@"', 'sh', *procs] if procs else []
         cmd = prefix + command(argv, binds) if sandbox else argv
-        env = environment() if sandbox else dict(os.environ, PYTHONDONTWRITEBYTECODE='1', OMP_NUM_THREADS='1',
-                                                  MKL_NUM_THREADS='1', MPLBACKEND='Agg')
+        env = ENVIRONMENT if sandbox else dict(os.environ, PYTHONDONTWRITEBYTECODE='1', OMP_NUM_THREADS='1',
+                                               MKL_NUM_THREADS='1', MPLBACKEND='Agg')
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True, cwd='/',
                                      pass_fds=[fd for pair in far for fd in pair])
@@ -181,8 +170,7 @@ class Box:
         """End it; up to 4 KB of what it wrote to stderr."""
         with suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # bwrap's own: its PID namespace dies with it
-        for path in self.cgroups.paths.values():
-            remove(path)
+        remove_cgroups(self.cgroups)
         self.proc.wait()
         said = self.proc.stderr.read(4096)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr, *(fd for pair in self.channels for fd in pair)):

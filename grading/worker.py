@@ -97,9 +97,8 @@ def run_notebook(pipes, nb, release, specs, job):
         raise RuntimeError('the judge did not start')
     code = [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and grade_id(c) not in release.points]
     graded = [(gid, specs[gid].answer) for gid in release.graded if specs.get(gid)]
-    send(pipes[0], encode(dict(cells=[(label(nb.cells[i]), nb.cells[i].source) for i in code], graded=graded,
-                               timeout=job['timeout'], notebook_timeout=job['notebook_timeout'],
-                               memory_mb=job['memory_mb'])))
+    send(pipes[0], encode(dict(cells=[nb.cells[i].source for i in code], graded=graded, timeout=job['timeout'],
+                               notebook_timeout=job['notebook_timeout'], memory_mb=job['memory_mb'])))
     done = read(job['notebook_timeout'] + 60)
     ran = [None] * len(nb.cells)
     for i, result in zip(code, done['cells'] if isinstance(done, dict) else []):
