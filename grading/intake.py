@@ -31,14 +31,23 @@ def visible(path, top):
 
 
 def find_students(submissions, work, assignment, regexp):
-    """{student: folder holding their notebooks}, and problems found on the way."""
+    """{student: folder holding their notebooks}, and problems found on the way. The files go through
+    nbgrader zip_collect all at once; if it fails, each alone, so one broken archive costs only its own student(s)."""
     submissions = Path(submissions)
     if not submissions.is_dir():
         raise SystemExit(f'no such folder: {submissions}')
     entries = [e for e in sorted(submissions.iterdir()) if visible(e, submissions)]
     students = {e.name: e for e in entries if e.is_dir()}
     files = [e for e in entries if e.is_file() and e.suffix in ('.zip', '.gz', '.ipynb')]
-    collected, problems = zip_collect(files, Path(work) / 'collect', assignment, regexp) if files else ({}, [])
+    work, problems = Path(work) / 'collect', []
+    collected, failed = zip_collect(files, work / 'all', assignment, regexp) if files else ({}, None)
+    for i, f in enumerate(files if failed else []):
+        found, error = zip_collect([f], work / f'{i:04d}', assignment, regexp)
+        for student, folder in found.items():
+            collected.setdefault(student, folder)
+        if error is not None:
+            problems.append(dict(student=f.name.split('.')[0], text=f'{f.name}: nbgrader zip_collect '
+                                 f'could not collect it: {error}'))
     for student, folder in collected.items():
         if student in students:
             problems.append(dict(student=student, text=f'handed in both a folder and an archive; '
@@ -48,22 +57,7 @@ def find_students(submissions, work, assignment, regexp):
     return students, problems
 
 
-def zip_collect(files, work, assignment, regexp):
-    """nbgrader zip_collect on all the files at once; if it fails, on each file alone, so
-    one broken archive only costs its own student(s)."""
-    collected, failed = run_zip_collect(files, work / 'all', assignment, regexp)
-    problems = []
-    for i, f in enumerate(files if failed else []):
-        found, error = run_zip_collect([f], work / f'{i:04d}', assignment, regexp)
-        for student, folder in found.items():
-            collected.setdefault(student, folder)
-        if error is not None:
-            problems.append(dict(student=f.name.split('.')[0], text=f'{f.name}: nbgrader zip_collect '
-                                 f'could not collect it: {error}'))
-    return collected, problems
-
-
-def run_zip_collect(files, course, assignment, regexp):
+def zip_collect(files, course, assignment, regexp):
     """({student: folder} collected in `course`, None) or ({}, why not)."""
     shutil.rmtree(course, ignore_errors=True)
     archive = course / 'downloaded' / assignment / 'archive'
