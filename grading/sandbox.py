@@ -90,9 +90,14 @@ def missing():
 # ---------------------------------------------------------------- cgroups: memory and tasks
 
 def parent_cgroups():
-    """({'pids': folder, 'memory': folder} this run's sandboxes go under, [warnings])."""
+    """({'pids': folder, 'memory': folder} this run's sandboxes go under, [warnings]). Those
+    of a run that was killed (its process is gone) are removed first."""
     parents, warnings = {}, []
     for kind, knob in (('pids', 'pids.max'), ('memory', 'memory.limit_in_bytes')):
+        for stale in (CGROUPS / kind).glob('backprop-ninja-*'):
+            pid = stale.name.removeprefix('backprop-ninja-')
+            if pid.isdigit() and not Path(f'/proc/{pid}').exists():
+                remove(stale)
         path = CGROUPS / kind / f'backprop-ninja-{os.getpid()}'
         try:
             path.mkdir(exist_ok=True)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -32,6 +33,12 @@ def grade(shard, out, db_url, popen=False):
         return subprocess.Popen([str(c) for c in cmd], env=ENV, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
     return run(*cmd)
+
+
+def cgroups_of_dead_runs():
+    """The cgroup folders of grading runs whose process is gone (a run removes its own as it ends)."""
+    return [p for kind in ('pids', 'memory') for p in Path('/sys/fs/cgroup', kind).glob('backprop-ninja-*')
+            if not Path('/proc', p.name.removeprefix('backprop-ninja-')).exists()]
 
 
 def export(course, db_url, to):
@@ -112,6 +119,7 @@ def test_a_shard_killed_half_way_and_run_again_loses_and_doubles_nothing(course,
     grade(shard, out, db_url)
     assert export(course['folder'], db_url, course['tmp'] / 'export_k.csv') == expected(SHARD_K)
     assert sorted(recorded(db_url)) == sorted(SHARD_K)
+    assert cgroups_of_dead_runs() == [], 'the run again did not remove the cgroups the killed one left'
 
 
 def test_grading_a_shard_again_gives_the_same_scores(course, two_shards):
