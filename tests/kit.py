@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
@@ -18,6 +19,14 @@ SOLUTIONS = ROOT / 'solutions' / 'backprop_ninja'
 RELEASE = ROOT / 'notebooks' / 'backprop_ninja'
 BIN = Path(sys.executable).parent
 ASSIGNMENT = 'backprop_ninja'
+
+
+def new_venv(path):
+    """A fresh virtual environment at `path` with the pip of the kit's own (the Makefile's PIP)."""
+    subprocess.run([sys.executable, '-m', 'venv', path], check=True)
+    subprocess.run([Path(path) / 'bin' / 'python', '-m', 'pip', 'install', '-q', '--disable-pip-version-check',
+                    f'pip=={version("pip")}'], check=True, capture_output=True)
+    return Path(path)
 
 
 def execute(nb, cwd, timeout=600, allow_errors=False):

@@ -33,7 +33,7 @@ import pytest
 import websocket
 
 from tests.course import ENV, NB, run
-from tests.kit import ASSIGNMENT, BIN, ROOT
+from tests.kit import ASSIGNMENT, BIN, ROOT, new_venv
 from tests.test_student_kit import GIVEN, answer_lines
 
 PROXY = 'configurable-http-proxy@5.3.0'
@@ -138,7 +138,7 @@ def hub(postgres, accounts, traversable_root):
     run(kit / '.venv' / 'bin' / 'python', 'tools/student_kit.py', '--out', 'build', user=teacher, cwd=kit, env=env)
     # the student Python: root installs the student share
     student_env = base / 'student-python'
-    run(sys.executable, '-m', 'venv', student_env)
+    new_venv(student_env)
     wheel = next((kit / 'build').glob('backprop_ninja_student-*.whl'))
     run(student_env / 'bin' / 'python', '-m', 'pip', 'install', '-q', '--no-compile', '--disable-pip-version-check',
         f'{wheel}[hub]', timeout=1800)

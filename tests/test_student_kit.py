@@ -12,7 +12,7 @@ import tomllib
 import nbformat
 import pytest
 
-from tests.kit import RELEASE, ROOT, SOLUTIONS, solved
+from tests.kit import RELEASE, ROOT, SOLUTIONS, new_venv, solved
 
 NOTEBOOKS = sorted(p.stem for p in RELEASE.glob('*.ipynb'))
 # Lines of answer cells that the share may hold, and why each is no answer:
@@ -129,8 +129,7 @@ WHERE = 'import sys, helpers, checks\nprint("from:", sys.prefix, helpers.__file_
 def fresh_venv(share, tmp_path_factory):
     """A virtual environment of its own (no system site-packages) with the share's wheel
     and nbclient installed by pip, at the kit's pinned versions."""
-    venv = tmp_path_factory.mktemp('fresh') / 'venv'
-    subprocess.run([sys.executable, '-m', 'venv', venv], check=True)
+    venv = new_venv(tmp_path_factory.mktemp('fresh') / 'venv')
     pins = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['dependencies']
     tools = [p for p in pins if p.startswith(('nbclient==', 'nbformat=='))]
     subprocess.run([venv / 'bin' / 'python', '-m', 'pip', 'install', '-q', '--no-compile', '--disable-pip-version-check',
