@@ -19,14 +19,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 import checks
-from grading import demo, intake, report, sandbox, worker
+import grading
+from grading import demo, intake, report, sandbox
 from grading.course import assignment_name, make_template
 from grading.gradebook import prepare, record
 
 FORKS = multiprocessing.get_context('forkserver')
-# what every worker imports, once: nbgrader (the feedback), torch with the checks (inputs and verdicts), the dataset
-FORKS.set_forkserver_preload(['grading.worker', 'grading.dataset', 'nbgrader.apps', 'nbgrader.api', 'nbconvert',
-                              'torch', *checks.MODULES])
+# what every worker imports, once: torch with the checks (inputs and verdicts), nbconvert and nbgrader's
+# template (the feedback), the dataset
+FORKS.set_forkserver_preload(['grading.worker', 'grading.preload', 'torch', *checks.MODULES])
 
 
 def parse():
@@ -63,7 +64,7 @@ def run_worker(job, deadline):
     try:
         course = Path(job['course'])  # the worker's own folder; the sandbox never sees it
         course.mkdir(parents=True)
-        proc = FORKS.Process(target=worker.run, args=(job,))
+        proc = FORKS.Process(target=grading.work, args=(job,))
         proc.start()
         proc.join(deadline)
         if proc.is_alive():

@@ -153,8 +153,8 @@ def grade(job):
     except Exception as e:  # said below, for each notebook it should have run
         box, why_not = None, f'{type(e).__name__}: {e}'
     if box:  # taken in while the judge imports torch
-        from grading import dataset
-        threading.Thread(target=send, args=(box.stdin, dataset.FRAME), daemon=True).start()
+        from grading import preload
+        threading.Thread(target=send, args=(box.stdin, preload.FRAME), daemon=True).start()
     picked, problems = intake.pick(job['folder'], list(assignment.notebooks), notebook_names(assignment.name))
     for name in ('timestamp.txt', 'submission_secret.txt'):  # nbgrader release_feedback needs both, as handed in
         found = next(Path(job['folder']).rglob(name), None)

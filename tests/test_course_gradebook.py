@@ -29,9 +29,10 @@ def grade(shard, out, db_url, popen=False):
     """A shard graded on its own machine: make grade SUBMISSIONS=shard JOBS=1 GRADE_FLAGS=--db-url ..."""
     cmd = ['make', '-s', '-C', ROOT, 'grade', f'SUBMISSIONS={shard}', f'OUT={out}', 'JOBS=1',
            f'NOTEBOOKS={NB}', f'GRADE_FLAGS=--db-url {db_url}']
-    if popen:
-        return subprocess.Popen([str(c) for c in cmd], env=ENV, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    if popen:  # to be killed: what it leaves in TMPDIR (multiprocessing's folder) goes with the test's
+        (out.parent / 'tmp').mkdir(exist_ok=True)
+        return subprocess.Popen([str(c) for c in cmd], env=dict(ENV, TMPDIR=str(out.parent / 'tmp')),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     return run(*cmd)
 
 
