@@ -97,7 +97,8 @@ def parent_cgroups():
         for stale in (CGROUPS / kind).glob('backprop-ninja-*'):
             pid = stale.name.removeprefix('backprop-ninja-')
             if pid.isdigit() and not Path(f'/proc/{pid}').exists():
-                remove(stale)
+                with suppress(OSError):  # another account's, say
+                    remove(stale)
         path = CGROUPS / kind / f'backprop-ninja-{os.getpid()}'
         try:
             path.mkdir(exist_ok=True)
