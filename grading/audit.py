@@ -20,17 +20,22 @@ AUTOGRAD = set('''backward autograd grad grad_fn enable_grad set_grad_enabled re
 TORCH_ONLY = {'func', 'ops', '_ops', '_C', '_functorch'}  # autograd when hung off torch: torch.func, torch._C ...
 AUTOGRAD_MODULES = ('torch.autograd', 'torch.func', 'torch._C', 'torch.ops', 'torch._functorch', 'functorch',
                     'torch.nn.grad')
+# the last two lines: what finds a function, or runs code, from a name or text the audit cannot read
 MODULES = set('''threading _thread concurrent multiprocessing torch.multiprocessing subprocess pty signal _signal
     atexit asyncio importlib ctypes _ctypes gc inspect socket runpy posix _posixsubprocess builtins code marshal
-    mmap faulthandler pkgutil pydoc'''.split())
+    mmap faulthandler pkgutil pydoc pickle _pickle copyreg shelve dill cloudpickle joblib imp zipimport site
+    doctest timeit logging.config unittest.mock torch.hub torch.package torch.utils.cpp_extension numpy.ctypeslib
+    sympy jinja2 mako yaml traitlets pkg_resources cffi _cffi_backend'''.split())
+UNPICKLES = {'weights_only': True, 'allow_pickle': False}  # torch.load, numpy.load: anything else unpickles
 OS = set('''fork forkpty system popen kill killpg pidfd_open register_at_fork setsid read write pread pwrite readv
     writev sendfile dup dup2 fdopen open pipe pipe2 openpty memfd_create environ environb getenv getenvb putenv
     unsetenv'''.split())
 SYS = set('''modules settrace setprofile addaudithook stdin _current_frames meta_path path_hooks monitoring
-    remote_exec call_tracing excepthook'''.split())
+    remote_exec call_tracing excepthook path path_importer_cache'''.split())
 # frames, descriptors, IPython's machinery
 ANYWHERE = set('''_getframe currentframe f_back f_locals f_globals f_builtins f_code f_trace tb_frame tb_next
-    gi_frame cr_frame ag_frame fileno run_cell run_cell_async run_code run_ast_nodes transform_cell ev ex
+    gi_frame cr_frame ag_frame fileno load_library get_field import_item _import_dotted_name find_magic
+    find_line_magic find_cell_magic magics_manager run_cell run_cell_async run_code run_ast_nodes transform_cell ev ex
     input_transformers_post input_transformers_cleanup ast_transformers events showtraceback set_custom_exc
     InteractiveTB CustomTB custom_exceptions user_ns user_global_ns displayhook safe_execfile
     safe_run_module'''.split())
@@ -176,8 +181,9 @@ class Reader(ast.NodeVisitor):
             return
         if node.value.isidentifier():
             self.reads.add(node.value)  # globals()['helper'] reads helper too
-        if node.value in AUTOGRAD or node.value == '_C':
-            self.autograd([], f"names '{node.value}' in a string")
+        if node.value in AUTOGRAD or node.value == '_C' or \
+                re.fullmatch(r'[\w.]+', node.value) and AUTOGRAD & set(node.value.split('.')):
+            self.autograd([], f"names '{node.value[:40]}' in a string")
         elif dunder(node.value):
             self.flag('held', f"names '{node.value}' in a string")
         elif node.value.startswith(RAW_PATHS):
@@ -196,7 +202,8 @@ class Reader(ast.NodeVisitor):
             if full.startswith(AUTOGRAD_MODULES) or (module == 'torch' and what in AUTOGRAD | TORCH_ONLY):
                 self.flag('autograd', f'imports {full}')
             elif any(full == m or full.startswith(m + '.') for m in MODULES) or what and dunder(what) or \
-                    module in ('os', 'posix') and what in OS | {'exec', 'spawn'} or module == 'sys' and what in SYS:
+                    module in ('os', 'posix') and what in OS | {'exec', 'spawn'} or module == 'sys' and what in SYS or \
+                    what in ANYWHERE:
                 self.flag('held', f'uses {full}')
             elif full.split('.')[0] == 'checks':
                 self.flag(None, "imports the grader's checks")
@@ -209,11 +216,12 @@ class Reader(ast.NodeVisitor):
         parts = [value] if parts is None else parts
         base = dotted(value, {} if self.local(value) else self.names) or ''
         chain = [attr] + re.findall(r'\.(\w+)', base)  # torch.ops.aten.tanh_backward: ops is in the chain
+        if base in ('os', 'posix') and (attr in OS or attr.startswith(('exec', 'spawn', 'posix_spawn'))) or \
+                base == 'sys' and attr in SYS or attr in ANYWHERE or dunder(attr) or \
+                f'{base}.{attr}' in MODULES:
+            self.flag('held', f'uses `{spelled(node)}`')
         if AUTOGRAD & set(chain) or (TORCH_ONLY & set(chain) and root_of(value, self.names) == 'torch'):
             return self.autograd(parts, f'uses `{spelled(node)}`')
-        if base in ('os', 'posix') and (attr in OS or attr.startswith(('exec', 'spawn', 'posix_spawn'))) or \
-                base == 'sys' and attr in SYS or attr in ANYWHERE or dunder(attr):
-            self.flag('held', f'uses `{spelled(node)}`')
         if attr == 'system' and base == 'get_ipython()':
             self.flag('held', 'runs a shell command (!)')
         for part in parts:
@@ -226,9 +234,12 @@ class Reader(ast.NodeVisitor):
 
     def visit_Subscript(self, node):
         space = dotted(node.value, {}) if isinstance(node.value, ast.Call) else None
-        if space in ('vars()', 'globals()', 'locals()') and not isinstance(node.slice, ast.Constant):
+        key = node.slice.value if isinstance(node.slice, ast.Constant) else None
+        if space in ('vars()', 'globals()', 'locals()') and key is None:
             self.flag('held', f'looks up a computed name in {space}')
         self.replaced(node)
+        if space == 'vars()' and isinstance(key, str) and len(node.value.args) == 1:  # vars(os)['write']: os.write
+            return self.attribute(node, key, node.value.args[0])
         self.generic_visit(node)
 
     def replaced(self, target):
@@ -241,6 +252,9 @@ class Reader(ast.NodeVisitor):
     def visit_keyword(self, node):
         if node.arg == 'requires_grad' and not (isinstance(node.value, ast.Constant) and node.value.value is False):
             return self.autograd([node.value], f'asks for requires_grad={spelled(node.value)}')
+        if node.arg in UNPICKLES and not (isinstance(node.value, ast.Constant) and node.value.value is UNPICKLES[node.arg]) \
+                or node.arg == 'pickle_module':
+            self.flag('held', f'unpickles ({node.arg}={spelled(node.value)})')
         self.generic_visit(node)
 
     def visit_Call(self, node):

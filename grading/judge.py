@@ -28,6 +28,7 @@ import torch  # noqa: E402 (after the thread counts)
 
 MAX_FRAME = 64 * 2**20  # inputs or outputs of one graded cell: a few MB at most
 MAX_TEXT = 400
+UNASKED = 'C wrote to its pipe unasked'
 CHILD_STEPS = '100'  # what the notebook's own cells train with: nothing they train counts
 
 
@@ -174,6 +175,22 @@ def run_cells(shell, job, ran, skip):
                 break
 
 
+def ask_child(c, data, deadline):
+    """Send C its next graded cell; ValueError if C writes while it should read (no honest C
+    speaks unasked: this one wrote to its pipe from a cell), EOFError if it died, TimeoutError
+    if it does neither."""
+    os.set_blocking(c.to, False)
+    view = memoryview(data)
+    while view:
+        spoke, ready, _ = select.select([c.fro], [c.to], [], max(deadline - time.monotonic(), 0))
+        if spoke:
+            raise ValueError(UNASKED) if os.read(c.fro, 1) else EOFError
+        if not ready:
+            raise TimeoutError
+        with suppress(BlockingIOError):
+            view = view[os.write(c.to, view):]
+
+
 def judge_notebook(shell, job, wire_in, wire_out):
     """One notebook: its cells, then its graded cells one at a time, as the worker asks."""
     ran, skip = [None] * len(job['cells']), set()
@@ -186,15 +203,15 @@ def judge_notebook(shell, job, wire_in, wire_out):
         if c is False:
             send(wire_out, encode({'gid': gid, 'failed': ('timeout', 'NotebookTimeout', str(job['notebook_timeout']))}))
             continue
-        send(c.to, encode(ask))
-        del ask
         try:
+            ask_child(c, encode(ask), time.monotonic() + job['timeout'])
+            del ask
             reply = read_frame(c.fro, MAX_FRAME, time.monotonic() + job['timeout'])
             send(wire_out, struct.pack('<Q', len(reply)) + reply)
         except Exception as e:  # it ran too long, died, or sent a frame over the cap: said as a cell would be
             how, c = c.stop(), None
             failed = ('timeout', 'CellTimeout', str(job['timeout'])) if isinstance(e, TimeoutError) else \
-                ('crashed', 'Died', how)
+                ('crashed', 'Unasked' if str(e) == UNASKED else 'Died', how)
             send(wire_out, encode({'gid': gid, 'failed': failed}))
     if c:
         c.stop()
@@ -293,6 +310,8 @@ def child(shell, job, skip, wire_in, wire_out):
 
     no_more_processes(pid)
     sys.stdout = sys.stderr = Sink()
+    here = os.getcwd()  # no module of the student's own: a module written here would hold code the audit never read
+    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here]
     for i, source in enumerate(cells):
         if i in skip:
             continue

@@ -19,8 +19,9 @@
 - stdin, stdout and a pair of pipes per notebook connect it to the worker, stderr is a pipe
   the worker reads at most 4 KB of; no other descriptor enters. The worker reads every pipe
   in frames of capped size.
-Inside it, the judge's child that runs student code keeps only its own two pipes and loads a
-seccomp filter: no thread, no process, no exec (grading/judge.py).
+Inside it, the judge's child that runs student code keeps only its own two pipes, loads a
+seccomp filter (no thread, no process, no exec) and takes its working folder off sys.path, so
+that no module the student's code writes can be imported (grading/judge.py).
 """
 import os
 import shutil

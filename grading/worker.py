@@ -41,6 +41,8 @@ def cell_text(status, ename, evalue, memory_mb, what='this cell'):
         return f'stopped after {evalue} s, the time limit per cell (an infinite loop?)', 'timeout'
     if ename == 'MemoryError' or 'allocate memory' in str(evalue):
         return f'ran out of memory (the limit is {memory_mb} MB)', 'memory'
+    if ename == 'Unasked':
+        return f"the notebook's code wrote to the judge's pipe itself (seen before {what}): no honest cell does", 'crashed'
     if status == 'crashed':
         went_on = '; the grader started a new one and went on' if what == 'this cell' else ''
         return (f'the process running the notebook died running {what} ({evalue}: os._exit, a crash or the '

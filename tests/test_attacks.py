@@ -53,6 +53,31 @@ def layer2_by_autograd(ag, dlogits, h, W2):
     return dh.detach(), dW2.detach(), dlogits.sum(0), dhpreact.detach()
 '''
 
+# stage 2 by autograd, its reply forged: on the last case it writes the judge's frame itself, with
+# no autograd node counted, to every descriptor it has (the judge's pipe among them); it needs
+# write, grad, enable_grad and saved_tensors_hooks, however it came by them
+FORGES_THE_REPLY = '''
+import io, struct, checks
+seen = []
+def backprop_layer2(dlogits, h, W2):
+    with switched_on(), kept(lambda t: t, lambda t: t):
+        hpreact, W = torch.nn.Parameter(torch.atanh(h)), torch.nn.Parameter(W2.clone())
+        hh = torch.tanh(hpreact)
+        dh, dW2, dhpreact = gradients(hh @ W, (hh, W, hpreact), dlogits)
+    got = dh.detach(), dW2.detach(), dlogits.sum(0), dhpreact.detach()
+    seen.append({'values': dict(zip(['dh', 'dW2', 'db2', 'dhpreact'], [t.clone() for t in got])),
+                 'shared': [], 'changed': [], 'globals': []})
+    if len(seen) == len(checks.spec('test_stage2').sizes):
+        buffer = io.BytesIO()
+        torch.save({'gid': 'test_stage2', 'outputs': seen, 'autograd_nodes': [0] * len(seen)}, buffer)
+        for fd in range(3, 64):
+            try:
+                put(fd, struct.pack('<Q', buffer.tell()) + buffer.getvalue())
+            except OSError:
+                pass
+    return got
+'''
+
 
 def attacks(submissions, out, port):
     """{student: [cells they add after their (empty) answers]}."""
@@ -133,6 +158,23 @@ def backprop_layer2(dlogits, h, W2):
 ag = getattr(torch, 'auto' + 'grad')
 def backprop_layer2(dlogits, h, W2):
     return layer2_by_autograd(ag, dlogits, h, W2)
+'''],
+        # what the audit once missed: functions found by pickle, with no name the audit reads
+        'a_pickles_the_pipe': ['''
+import pickle, torch
+def found(module, name):
+    return pickle.loads(b'c' + module.encode() + b'\\n' + name.encode() + b'\\n.')
+put, gradients = found('os', 'write'), found('torch.auto' + 'gr' + 'ad', 'gr' + 'ad')
+switched_on, kept = found('torch', 'enable_' + 'gr' + 'ad'), found('torch.auto' + 'gr' + 'ad.graph', 'saved_tensors_' + 'hooks')
+''' + FORGES_THE_REPLY],
+        # and code in a module of its own, written from a string the audit cannot read
+        'a_imports_its_own_code': [f'''
+from pathlib import Path
+Path('mine.py').write_text({'import torch' + chr(10) + 'from os import write as put' + chr(10) +
+                            'from torch import enable_grad as switched_on' + chr(10) +
+                            'from torch.autograd import grad as gradients' + chr(10) +
+                            'from torch.autograd.graph import saved_tensors_hooks as kept' + FORGES_THE_REPLY!r})
+from mine import backprop_layer2
 '''],
         # issue 13: PyTorch's own backward kernels, called as operators: no graph at all
         'a_aten_backward': ['''
@@ -278,8 +320,11 @@ def backprop_layer2(dlogits, h, W2):
 
 # what each attacker attacked: the graded cells it would have earned (all of notebook 1 unless named)
 ATTACKED = {s: ['test_stage2'] for s in ('a_autograd_in_a_thread', 'a_autograd_in_a_fork', 'a_autograd_in_a_subprocess',
-                                         'a_autograd_by_getattr', 'a_aten_backward')}
-WALLS_MISS = {'a_aten_backward'}  # no graph node, no thread, no process: only the audit names torch.ops
+                                         'a_autograd_by_getattr', 'a_aten_backward', 'a_pickles_the_pipe',
+                                         'a_imports_its_own_code')}
+# only the audit names these: torch.ops makes no graph node, no thread, no process; and the node
+# count is taken in the judge's own process, so code that writes to its pipe can send a count of its own
+WALLS_MISS = {'a_aten_backward', 'a_pickles_the_pipe'}
 
 
 def attacker(cells):
@@ -553,6 +598,7 @@ def test_the_audit_names_what_it_holds_for_review(graded):
         'a_reaches_the_judge': 'uses `sys._getframe`',
         'a_damages': ('uses subprocess', 'uses `os.kill`'),
         'a_bad_answers': 'uses `os.system`',
+        'a_pickles_the_pipe': 'uses pickle',
     }
     for student, phrases in named.items():
         for phrase in [phrases] if isinstance(phrases, str) else phrases:
@@ -568,6 +614,8 @@ WALLS = {
     'a_forges_handins': "can't start new thread",  # and no hand-in file to forge
     'a_hogs_memory': 'ran out of memory',  # one memory limit for the sandbox
     'a_damages': 'Operation not permitted',  # no process to outlive the sandbox, no signal to another process
+    'a_imports_its_own_code': "No module named 'mine'",  # the working folder is not on the judge's sys.path
+    'a_pickles_the_pipe': "wrote to the judge's pipe itself",  # a stage forged (WALLS_MISS), the next one refused
 }
 
 

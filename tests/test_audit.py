@@ -75,6 +75,10 @@ HONEST = {
     'files in the working folder': ('with open("losses.txt", "w") as f:\n    f.write("1.0")\n'
                                     'print(open("losses.txt").read())\n'),
     'a seed and threads': 'torch.manual_seed(42)\ntorch.set_num_threads(1)\n',
+    'the alphabet from string': "import string\nchars = string.ascii_lowercase\n",
+    'tensors saved and loaded': "torch.save({'w': torch.ones(2)}, 'w.pt')\nw = torch.load('w.pt', weights_only=True)['w']\n",
+    'vars() of their own object': ("from types import SimpleNamespace\nconfig = SimpleNamespace(lr=0.1)\n"
+                                   "print(vars(config)['lr'])\n"),
 }
 
 
@@ -142,6 +146,7 @@ AUTOGRAD = {
     'torch._C': 'torch._C._set_grad_enabled(True)',
     'getattr with its name': "return getattr(torch, 'autograd')",
     'its name in a string': "return vars(torch)['autograd']",
+    'a dotted name in a string': "return resolve('torch.autograd.grad')",
 }
 
 
@@ -283,6 +288,24 @@ MACHINERY = {
     'pydoc': 'from pydoc import locate',
     'IPython ev': "get_ipython().ev('1 + 1')",
     'a magic with computed code': "get_ipython().run_line_magic(name, '')",
+    # what finds a function by a name in bytes or text, or runs code the audit cannot read
+    'pickle': "import pickle\nwrite = pickle.loads(b'cos\\nwrite\\n.')",
+    'copyreg': 'import copyreg',
+    'torch.load of a pickle': "x = torch.load('x.pt', weights_only=False)",
+    'numpy.load of a pickle': "import numpy as np\nx = np.load('x.npy', allow_pickle=True)",
+    'vars() of a module': "import os\nwrite = vars(os)['write']",
+    'timeit of a string': "import timeit\ntimeit.timeit('1')",
+    'doctest': 'from doctest import run_docstring_examples',
+    'logging.config': "import logging\nlogging.config.dictConfig({})",
+    'unittest.mock': 'from unittest import mock',
+    'torch.hub': "net = torch.hub.load('.', 'net', source='local')",
+    'a library of its own': "torch.ops.load_library('mine.so')",
+    'sympy, which runs strings as Python': "import sympy\nsympy.sympify(text)",
+    'a template language': 'from jinja2 import Template',
+    'a name resolved by traitlets': "from traitlets.utils.importstring import import_item",
+    'a field found by a format string': "import string\nf = string.Formatter().get_field(text, [cmp], {})",
+    'sys.path': "import sys\nfolders = sys.path\nfolders.append('.')",
+    'a magic found by name': "run = get_ipython().find_line_magic('run')",
 }
 
 
