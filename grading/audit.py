@@ -252,8 +252,8 @@ class Reader(ast.NodeVisitor):
     def visit_keyword(self, node):
         if node.arg == 'requires_grad' and not (isinstance(node.value, ast.Constant) and node.value.value is False):
             return self.autograd([node.value], f'asks for requires_grad={spelled(node.value)}')
-        if node.arg in UNPICKLES and not (isinstance(node.value, ast.Constant) and node.value.value is UNPICKLES[node.arg]) \
-                or node.arg == 'pickle_module':
+        safe = isinstance(node.value, ast.Constant) and node.value.value is UNPICKLES.get(node.arg)
+        if node.arg in UNPICKLES and not safe or node.arg == 'pickle_module':
             self.flag('held', f'unpickles ({node.arg}={spelled(node.value)})')
         self.generic_visit(node)
 

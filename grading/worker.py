@@ -31,6 +31,7 @@ START_SECONDS = 180  # for the judge to import torch and say it is ready, on a b
 # the grader's verdict on one graded cell: right (text None) or why not; whether the answer ran
 # at all (if not, the cell that broke it says more); the problem's cause
 Verdict = namedtuple('Verdict', 'text ran cause', defaults=(True, None))
+FORGED = "held for review: the notebook's code wrote to the judge's pipe itself, as no honest cell does"
 
 
 def cell_text(status, ename, evalue, memory_mb, what='this cell'):
@@ -42,7 +43,7 @@ def cell_text(status, ename, evalue, memory_mb, what='this cell'):
     if ename == 'MemoryError' or 'allocate memory' in str(evalue):
         return f'ran out of memory (the limit is {memory_mb} MB)', 'memory'
     if ename == 'Unasked':
-        return f"the notebook's code wrote to the judge's pipe itself (seen before {what}): no honest cell does", 'crashed'
+        return FORGED, 'held'
     if status == 'crashed':
         went_on = '; the grader started a new one and went on' if what == 'this cell' else ''
         return (f'the process running the notebook died running {what} ({evalue}: os._exit, a crash or the '
@@ -62,6 +63,8 @@ def triple(result):
 
 def judge_reply(spec, gid, cases, reply, job):
     """The grader's Verdict on what the judge sent back for graded cell `gid`."""
+    if isinstance(reply, dict) and isinstance(reply.get('gid'), str) and reply['gid'] != gid:
+        return Verdict(FORGED, False, 'held')  # a reply to an earlier cell: someone else wrote the one taken for it
     if not isinstance(reply, dict) or reply.get('gid') != gid:
         return Verdict(f'the judge sent back nothing readable for {gid}', False, 'crashed')
     if reply.get('failed'):  # how the call ended, as the judge reports a cell
@@ -214,9 +217,13 @@ def grade(job):
             continue
         verdicts[name] = {gid: r if isinstance(r, Verdict) else judge_reply(r[0], gid, r[1], r[2], job)
                           for gid, r in replies.items()}
+        if any(v.cause == 'held' for v in verdicts[name].values()):  # a forged reply: held, as by the audit
+            held.append(name)
+            verdicts[name] = dict.fromkeys(verdicts[name], Verdict(FORGED, False, 'held'))
         scores[name] = {g: release.points[g] if verdicts[name][g].text is None else 0.0 for g in release.points}
         lines[name] = [dict(p, notebook=name) for p in problems_of(repaired[name], release, ran, verdicts[name],
-                                                                    scores[name], job['memory_mb'])]
+                                                                    scores[name], job['memory_mb'])] \
+            if name not in held else [dict(notebook=name, cause='held', text=FORGED)]
         page(name)
     said = [ln for ln in (box.stop() if box else '').splitlines() if ln.strip()]
     for name, why in failed.items():

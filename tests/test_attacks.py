@@ -164,8 +164,9 @@ def backprop_layer2(dlogits, h, W2):
 import pickle, torch
 def found(module, name):
     return pickle.loads(b'c' + module.encode() + b'\\n' + name.encode() + b'\\n.')
-put, gradients = found('os', 'write'), found('torch.auto' + 'gr' + 'ad', 'gr' + 'ad')
-switched_on, kept = found('torch', 'enable_' + 'gr' + 'ad'), found('torch.auto' + 'gr' + 'ad.graph', 'saved_tensors_' + 'hooks')
+ag = 'torch.auto' + 'gr' + 'ad'
+put, gradients = found('os', 'write'), found(ag, 'gr' + 'ad')
+switched_on, kept = found('torch', 'enable_' + 'gr' + 'ad'), found(ag + '.graph', 'saved_tensors_' + 'hooks')
 ''' + FORGES_THE_REPLY],
         # and code in a module of its own, written from a string the audit cannot read
         'a_imports_its_own_code': [f'''
@@ -322,9 +323,7 @@ def backprop_layer2(dlogits, h, W2):
 ATTACKED = {s: ['test_stage2'] for s in ('a_autograd_in_a_thread', 'a_autograd_in_a_fork', 'a_autograd_in_a_subprocess',
                                          'a_autograd_by_getattr', 'a_aten_backward', 'a_pickles_the_pipe',
                                          'a_imports_its_own_code')}
-# only the audit names these: torch.ops makes no graph node, no thread, no process; and the node
-# count is taken in the judge's own process, so code that writes to its pipe can send a count of its own
-WALLS_MISS = {'a_aten_backward', 'a_pickles_the_pipe'}
+WALLS_MISS = {'a_aten_backward'}  # no graph node, no thread, no process: only the audit names torch.ops
 
 
 def attacker(cells):
@@ -615,7 +614,9 @@ WALLS = {
     'a_hogs_memory': 'ran out of memory',  # one memory limit for the sandbox
     'a_damages': 'Operation not permitted',  # no process to outlive the sandbox, no signal to another process
     'a_imports_its_own_code': "No module named 'mine'",  # the working folder is not on the judge's sys.path
-    'a_pickles_the_pipe': "wrote to the judge's pipe itself",  # a stage forged (WALLS_MISS), the next one refused
+    # a tripwire, like the node count: the judge's real reply comes after the forged one, out of
+    # turn (a forger that dies once it has forged, or forges the last graded cell, is not seen)
+    'a_pickles_the_pipe': "wrote to the judge's pipe itself",
 }
 
 

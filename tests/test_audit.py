@@ -76,7 +76,8 @@ HONEST = {
                                     'print(open("losses.txt").read())\n'),
     'a seed and threads': 'torch.manual_seed(42)\ntorch.set_num_threads(1)\n',
     'the alphabet from string': "import string\nchars = string.ascii_lowercase\n",
-    'tensors saved and loaded': "torch.save({'w': torch.ones(2)}, 'w.pt')\nw = torch.load('w.pt', weights_only=True)['w']\n",
+    'tensors saved and loaded': ("torch.save({'w': torch.ones(2)}, 'w.pt')\n"
+                                 "w = torch.load('w.pt', weights_only=True)['w']\n"),
     'vars() of their own object': ("from types import SimpleNamespace\nconfig = SimpleNamespace(lr=0.1)\n"
                                    "print(vars(config)['lr'])\n"),
 }

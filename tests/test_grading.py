@@ -430,3 +430,13 @@ def test_feedback_shows_every_problem_line_and_nothing_of_the_grading_machine(gr
     assert hidden_lines() and not any(html.escape(ln, quote=False) in page for ln in hidden_lines())
     assert 'No response.' not in page
     assert 'white-space: pre-wrap' in page and 'border-collapse' in page  # long hint lines wrap; tables ruled
+
+
+def test_a_reply_out_of_turn_holds_the_notebook_for_review():
+    """A reply to an earlier graded cell means something else wrote the one taken for it."""
+    import checks
+    from grading.worker import FORGED, judge_reply
+    spec, job = checks.spec('test_stage3'), {'memory_mb': MEMORY_MB}
+    assert judge_reply(spec, 'test_stage3', [], {'gid': 'test_stage2', 'outputs': []}, job) == (FORGED, False, 'held')
+    assert judge_reply(spec, 'test_stage3', [], {'gid': None, 'failed': ('crashed', 'MemoryError', '')}, job).cause \
+        == 'crashed'
