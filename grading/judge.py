@@ -28,7 +28,6 @@ import torch  # noqa: E402 (after the thread counts)
 
 MAX_FRAME = 64 * 2**20  # inputs or outputs of one graded cell: a few MB at most
 MAX_TEXT = 400
-UNASKED = 'C wrote to its pipe unasked'
 CHILD_STEPS = '100'  # what the notebook's own cells train with: nothing they train counts
 
 
@@ -118,6 +117,10 @@ def prepare(dataset=None):
     return shell
 
 
+class Unasked(Exception):
+    """C wrote to its pipe while it should have read: no honest C speaks unasked."""
+
+
 class Child:
     """A forked C running the cells not in `skip`, reporting over a pipe."""
 
@@ -131,6 +134,7 @@ class Child:
                 os._exit(0)
         os.close(from_parent)
         os.close(to_parent)
+        os.set_blocking(self.to, False)  # ask_child watches C's answer while it writes
 
     def stop(self):
         """Kill it if it still runs; how it ended: 'exit code N' or 'signal N'."""
@@ -176,15 +180,13 @@ def run_cells(shell, job, ran, skip):
 
 
 def ask_child(c, data, deadline):
-    """Send C its next graded cell; ValueError if C writes while it should read (no honest C
-    speaks unasked: this one wrote to its pipe from a cell), EOFError if it died, TimeoutError
-    if it does neither."""
-    os.set_blocking(c.to, False)
+    """Send C its next graded cell; Unasked if C writes while it should read (code in a cell
+    wrote to its pipe), EOFError if it died, TimeoutError if it does neither."""
     view = memoryview(data)
     while view:
         spoke, ready, _ = select.select([c.fro], [c.to], [], max(deadline - time.monotonic(), 0))
         if spoke:
-            raise ValueError(UNASKED) if os.read(c.fro, 1) else EOFError
+            raise Unasked if os.read(c.fro, 1) else EOFError
         if not ready:
             raise TimeoutError
         with suppress(BlockingIOError):
@@ -211,7 +213,7 @@ def judge_notebook(shell, job, wire_in, wire_out):
         except Exception as e:  # it ran too long, died, or sent a frame over the cap: said as a cell would be
             how, c = c.stop(), None
             failed = ('timeout', 'CellTimeout', str(job['timeout'])) if isinstance(e, TimeoutError) else \
-                ('crashed', 'Unasked' if str(e) == UNASKED else 'Died', how)
+                ('crashed', 'Unasked' if isinstance(e, Unasked) else 'Died', how)
             send(wire_out, encode({'gid': gid, 'failed': failed}))
     if c:
         c.stop()

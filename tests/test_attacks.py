@@ -55,7 +55,8 @@ def layer2_by_autograd(ag, dlogits, h, W2):
 
 # stage 2 by autograd, its reply forged: on the last case it writes the judge's frame itself, with
 # no autograd node counted, to every descriptor it has (the judge's pipe among them); it needs
-# write, grad, enable_grad and saved_tensors_hooks, however it came by them
+# os.write, autograd's grad, enable_grad and saved_tensors_hooks as put, gradients, switched_on
+# and kept, however it came by them
 FORGES_THE_REPLY = '''
 import io, struct, checks
 seen = []
