@@ -5,7 +5,13 @@ not run here and the command that would make it run.
 `make test` runs the modules in three processes at once (pytest-xdist, `-n 3`; three keep two
 cores busy while a test waits on a server, a sleep or another process): each module stays whole
 in one process, so its module fixtures are made once; the modules in TOGETHER share one process,
-one after the other; the slowest start first."""
+one after the other; the slowest start first.
+
+Every test process, and every kernel, grader and notebook it starts, runs torch on one thread:
+three processes share two cores, and on a busy machine others share them too, where torch's
+pool of a thread per core spends its time spinning (tests/test_checks.py beside two CPU hogs:
+80 s with the pool, 15 s with one thread)."""
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -14,6 +20,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tools'))
 import system  # noqa: E402
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')  # before anything imports torch
+os.environ.setdefault('MKL_NUM_THREADS', '1')
 
 from tests.course import accounts, postgres, traversable_root  # noqa: E402,F401  one of each per process
 
