@@ -79,6 +79,9 @@ def prepare(dataset=None):
     import ctypes.util
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    # C can start no thread: a cell's own thread counts (an honest habit) would kill it at the next
+    # op, or raise where the student's kernel took them
+    torch.set_num_threads = torch.set_num_interop_threads = lambda n: None
     import matplotlib.pyplot  # noqa: F401 (MPLBACKEND=Agg: sandbox.Box sets it)
     import torch.nn.functional as F  # noqa: F401
     import tqdm  # noqa: F401

@@ -265,6 +265,22 @@ def test_the_judges_child_can_start_no_thread_process_or_program(cgroups):
     assert ran[6][0] == 'ok'
 
 
+def test_a_cell_that_asks_torch_for_more_threads_runs_on_the_one_it_has(cgroups):
+    """An honest habit (notebook 4 trains faster so at home): in the judge, where no thread can
+    start, it changes nothing, and the work after it runs as in the student's kernel."""
+    box = sandbox.Box([sys.executable, '-m', 'grading.judge'], cgroups, f'threads-{os.getpid()}', 1024)
+    try:
+        assert decode(read_frame(box.stdout, 2**20, time.monotonic() + 300)) == 'ready'
+        cells = ['torch.set_num_threads(8)\ntorch.set_num_interop_threads(8)', 'x = torch.randn(512, 512)\ny = (x @ x).tanh().sum()',
+                 'assert torch.get_num_threads() == 1']
+        send(box.stdin, encode(dict(cells=['import torch'] + cells, graded=[], timeout=60, notebook_timeout=120,
+                                    memory_mb=1024)))
+        ran = decode(read_frame(box.stdout, 2**20, time.monotonic() + 200))['cells']
+    finally:
+        box.stop()
+    assert [r[0] for r in ran] == ['ok'] * 4, ran
+
+
 def test_the_judge_counts_the_autograd_nodes_a_graded_call_makes_however_it_is_spelled(cgroups):
     import secrets
     import checks
