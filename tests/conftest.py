@@ -7,7 +7,8 @@ cores busy while a test waits on a server, a sleep or another process): each mod
 in one process, so its module fixtures are made once; the modules in TOGETHER share one process,
 one after the other; the slowest start first.
 
-Every test process, and every kernel, grader and notebook it starts, runs torch on one thread:
+Every test process, and every kernel, grader and notebook it starts with its environment, runs
+torch on one thread:
 three processes share two cores, and on a busy machine others share them too, where torch's
 pool of a thread per core spends its time spinning (tests/test_checks.py beside two CPU hogs:
 80 s with the pool, 15 s with one thread)."""
