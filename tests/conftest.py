@@ -8,10 +8,9 @@ in one process, so its module fixtures are made once; the modules in TOGETHER sh
 one after the other; the slowest start first.
 
 Every test process, and every kernel, grader and notebook it starts with its environment, runs
-torch on one thread:
-three processes share two cores, and on a busy machine others share them too, where torch's
-pool of a thread per core spends its time spinning (tests/test_checks.py beside two CPU hogs:
-80 s with the pool, 15 s with one thread)."""
+torch on one thread: three processes share two cores, and on a busy machine others share them
+too, where torch's pool of a thread per core spends its time spinning (tests/test_checks.py
+beside two CPU hogs: 80 s with the pool, 15 s with one thread)."""
 import os
 import sys
 from collections import defaultdict

@@ -271,8 +271,8 @@ def test_a_cell_that_asks_torch_for_more_threads_runs_on_the_one_it_has(cgroups)
     box = sandbox.Box([sys.executable, '-m', 'grading.judge'], cgroups, f'threads-{os.getpid()}', 1024)
     try:
         assert decode(read_frame(box.stdout, 2**20, time.monotonic() + 300)) == 'ready'
-        cells = ['torch.set_num_threads(8)\ntorch.set_num_interop_threads(8)', 'x = torch.randn(512, 512)\ny = (x @ x).tanh().sum()',
-                 'assert torch.get_num_threads() == 1']
+        cells = ['torch.set_num_threads(8)\ntorch.set_num_interop_threads(8)',
+                 'x = torch.randn(512, 512)\ny = (x @ x).tanh().sum()', 'assert torch.get_num_threads() == 1']
         send(box.stdin, encode(dict(cells=['import torch'] + cells, graded=[], timeout=60, notebook_timeout=120,
                                     memory_mb=1024)))
         ran = decode(read_frame(box.stdout, 2**20, time.monotonic() + 200))['cells']
