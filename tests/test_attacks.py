@@ -290,7 +290,7 @@ for db in [Path({str(out)!r}) / 'gradebook.db', Path({str(out)!r}) / 'work' / 't
 import subprocess, sys
 later = """
 import time, pathlib
-time.sleep(8)
+time.sleep(3)
 for p in pathlib.Path({str(out)!r}).rglob('grades.csv'):
     p.write_text('student,total\\\\nz_victim,0\\\\n')
 """
@@ -488,7 +488,7 @@ def graded(request, tmp_path_factory):
     said, peak = grade(top / 'class', top / 'out', NB, muted)
     after = kit_digest()
     left = subprocess.run(['pgrep', '-f', MARK], capture_output=True, text=True).stdout.split()
-    threading.Event().wait(10)  # longer than a_damages's process would wait before it writes
+    threading.Event().wait(6)  # longer than a_damages's process would wait before it writes
     listener.close()
     gradebook.close()
     shutil.rmtree(SOCKETS, ignore_errors=True)
